@@ -1,0 +1,441 @@
+"""Memory-efficient attention: an online softmax over key blocks, O(T + S) memory forward and back.
+
+Rabe & Staats 2021, "Self-attention does not need O(n²) memory"; the loop order and the backward
+pass of Dao et al. 2022/2023 (FlashAttention, FlashAttention-2). For each block of queries,
+
+    m ← max(m, rowmax(s_j)),   l ← l·e^(m_old − m) + Σ e^(s_j − m),   acc ← acc·e^(m_old − m) + e^(s_j − m) V_j
+
+over the key blocks j it may see, then out = acc / l. The backward pass is a custom VJP that keeps
+only out and the log-sum-exp L = m + log l and recomputes each block's probabilities
+p = e^(s − L): dV_j += pᵀ dO,  dS = p ⊙ (dO V_jᵀ − rowsum(dO ⊙ O)),  dQ += dS K_j,  dK_j += dSᵀ Q.
+
+Blocks that the causal triangle, the local window, the sequence lengths or the mask hide entirely
+are never computed, so causal attention does about half the work of full attention. Sequence
+lengths need not be multiples of the block sizes. Numerics follow `attn.kernels.attention`:
+float32 logits and softmax, masked logits at a finite large negative value, output 0 and gradient 0
+for a query that may attend to no key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from attn.kernels import masks as masks_lib
+from attn.kernels.attention import mask_value
+from attn.kernels.validation import check_multihead
+from attn.typing import Array, ArrayLike
+
+DEFAULT_BLOCK_Q = 256
+DEFAULT_BLOCK_K = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Static description of one blockwise call (hashable: a jit/custom_vjp static argument)."""
+
+    T: int  # real query length
+    S: int  # real key length
+    block_q: int
+    block_k: int
+    num_q_blocks: int
+    num_k_blocks: int
+    scale: float
+    is_causal: bool
+    window: tuple[int, int] | None
+    has_bias: bool
+    has_mask: bool
+    has_q_lengths: bool
+    has_kv_lengths: bool
+
+    @property
+    def needs_element_mask(self) -> bool:
+        padded_keys = self.num_k_blocks * self.block_k != self.S
+        return (
+            self.is_causal
+            or self.window is not None
+            or self.has_mask
+            or self.has_q_lengths
+            or self.has_kv_lengths
+            or padded_keys
+        )
+
+
+def blockwise_attention(
+    query: ArrayLike,
+    key: ArrayLike,
+    value: ArrayLike,
+    bias: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    *,
+    scale: float | None = None,
+    is_causal: bool = False,
+    query_seq_lengths: ArrayLike | None = None,
+    key_value_seq_lengths: ArrayLike | None = None,
+    local_window_size: int | tuple[int, int] | None = None,
+    block_q: int = DEFAULT_BLOCK_Q,
+    block_k: int = DEFAULT_BLOCK_K,
+) -> Array:
+    """Blockwise (flash) attention with the arguments of `dot_product_attention`.
+
+    Memory: O(B·N·(T + S)·H) for the forward and the backward pass (plus O(T·S) only for a
+    full-size `bias` or `mask` the caller already holds, and the gradient of such a bias).
+
+    Args:
+      query: [B, T, N, H].
+      key: [B, S, K, H], K divides N.
+      value: [B, S, K, Hv].
+      bias: float, broadcastable to [B, N, T, S]; differentiable.
+      mask: bool, broadcastable to [B, N, T, S], True = attend.
+      scale: logit multiplier, default 1 / sqrt(H).
+      is_causal: query i sees keys j <= i.
+      query_seq_lengths: int[B]; later queries attend to nothing (output 0).
+      key_value_seq_lengths: int[B]; later keys are masked.
+      local_window_size: w or (left, right): query i sees keys i - left .. i + right.
+      block_q: queries per block (clipped to T).
+      block_k: keys per block (clipped to S).
+
+    Returns:
+      out[B, T, N, Hv] in the dtype of `query`.
+    """
+    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    check_multihead(
+        query,
+        key,
+        value,
+        bias=bias,
+        mask=mask,
+        query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths,
+        implementation="blockwise",
+    )
+    if block_q < 1 or block_k < 1:
+        raise ValueError(f"block_q and block_k must be >= 1, got {block_q} and {block_k}")
+    B, T, N, H = query.shape
+    S, K = key.shape[1], key.shape[2]
+    G = N // K
+    block_q, block_k = min(block_q, T), min(block_k, S)
+    plan = _Plan(
+        T=T,
+        S=S,
+        block_q=block_q,
+        block_k=block_k,
+        num_q_blocks=-(-T // block_q),
+        num_k_blocks=-(-S // block_k),
+        scale=float(1.0 / np.sqrt(H) if scale is None else scale),
+        is_causal=bool(is_causal),
+        window=None if local_window_size is None else masks_lib.normalize_window(local_window_size),
+        has_bias=bias is not None,
+        has_mask=mask is not None,
+        has_q_lengths=query_seq_lengths is not None,
+        has_kv_lengths=key_value_seq_lengths is not None,
+    )
+    T_pad, S_pad = plan.num_q_blocks * block_q, plan.num_k_blocks * block_k
+
+    # [B, T, N, H] -> [B, T, K, G, H] -> [B, K, G, T_pad, H]
+    q = query.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4)
+    q = _pad_axis(q, 3, T_pad)
+    # [B, S, K, H] -> [B, K, S_pad, H]
+    k = _pad_axis(key.transpose(0, 2, 1, 3), 2, S_pad)
+    v = _pad_axis(value.transpose(0, 2, 1, 3), 2, S_pad)
+    bias5 = None if bias is None else _grouped(jnp.asarray(bias), B, N, K, T_pad, S_pad, 0.0)
+    mask5 = None if mask is None else _grouped(jnp.asarray(mask), B, N, K, T_pad, S_pad, False)
+    q_lengths = None if query_seq_lengths is None else jnp.asarray(query_seq_lengths, jnp.int32)
+    kv_lengths = (
+        None if key_value_seq_lengths is None else jnp.asarray(key_value_seq_lengths, jnp.int32)
+    )
+    visible = _visible_blocks(plan, mask5, q_lengths, kv_lengths)
+
+    out = _flash(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)
+    # [B, K, G, T_pad, Hv] -> [B, T, N, Hv]
+    out = out[:, :, :, :T].transpose(0, 3, 1, 2, 4).reshape(B, T, N, value.shape[-1])
+    return out.astype(query.dtype)
+
+
+def block_schedule(
+    T: int,
+    S: int,
+    *,
+    block_q: int,
+    block_k: int,
+    is_causal: bool = False,
+    local_window_size: int | tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Which (query block, key block) pairs the causal triangle and the window leave visible.
+
+    Returns:
+      bool[ceil(T / block_q), ceil(S / block_k)]; the kernel computes exactly the True pairs
+      (further thinned at run time by the sequence lengths and the mask).
+    """
+    num_q, num_k = -(-T // block_q), -(-S // block_k)
+    q_first = np.arange(num_q)[:, None] * block_q
+    q_last = np.minimum(q_first + block_q, T) - 1
+    k_first = np.arange(num_k)[None, :] * block_k
+    k_last = np.minimum(k_first + block_k, S) - 1
+    visible = np.ones((num_q, num_k), dtype=bool)
+    if is_causal:
+        visible &= k_first <= q_last
+    if local_window_size is not None:
+        left, right = masks_lib.normalize_window(local_window_size)
+        visible &= (k_first - q_last <= right) & (k_last - q_first >= -left)
+    return visible
+
+
+def _pad_axis(x: Array, axis: int, size: int, value=0) -> Array:
+    if x.shape[axis] == size:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, size - x.shape[axis])
+    return jnp.pad(x, widths, constant_values=value)
+
+
+def _grouped(x: Array, B: int, N: int, K: int, T_pad: int, S_pad: int, pad_value) -> Array:
+    """Broadcastable [B, N, T, S] -> [Bx, Kx, Gx, Tx, Sx], size-1 dims kept, T and S padded."""
+    x = x.reshape((1,) * (4 - x.ndim) + x.shape)
+    Bx, Nx, Tx, Sx = x.shape
+    if Nx == N:
+        x = x.reshape(Bx, K, N // K, Tx, Sx)  # [Bx, N, T, S] -> [Bx, K, G, T, S]
+    else:
+        x = x.reshape(Bx, 1, 1, Tx, Sx)
+    if Tx != 1:
+        x = _pad_axis(x, 3, T_pad, pad_value)
+    if Sx != 1:
+        x = _pad_axis(x, 4, S_pad, pad_value)
+    return x
+
+
+def _visible_blocks(plan: _Plan, mask5, q_lengths, kv_lengths) -> Array:
+    """bool[num_q_blocks, num_k_blocks]: pairs holding at least one attendable (query, key)."""
+    visible = jnp.asarray(
+        block_schedule(
+            plan.T,
+            plan.S,
+            block_q=plan.block_q,
+            block_k=plan.block_k,
+            is_causal=plan.is_causal,
+            local_window_size=plan.window,
+        )
+    )
+    nq, nk, bq, bk = plan.num_q_blocks, plan.num_k_blocks, plan.block_q, plan.block_k
+    if q_lengths is not None:
+        visible &= (jnp.arange(nq) * bq < jnp.max(q_lengths))[:, None]
+    if kv_lengths is not None:
+        visible &= (jnp.arange(nk) * bk < jnp.max(kv_lengths))[None, :]
+    if mask5 is not None:
+        Tx, Sx = mask5.shape[3], mask5.shape[4]
+        any_mask = jnp.any(mask5, axis=(0, 1, 2))  # [Tx, Sx]
+        if Tx != 1:
+            any_mask = any_mask.reshape(nq, bq, Sx).any(axis=1)  # [T_pad, Sx] -> [nq, Sx]
+        if Sx != 1:
+            any_mask = any_mask.reshape(any_mask.shape[0], nk, bk).any(axis=2)  # -> [., nk]
+        visible &= any_mask
+    return visible
+
+
+def _block(x, i, j, plan: _Plan):
+    """The (query block i, key block j) slice of a [.., .., .., Tx, Sx] bias or mask."""
+    if x.shape[3] != 1:
+        x = lax.dynamic_slice_in_dim(x, i * plan.block_q, plan.block_q, axis=3)
+    if x.shape[4] != 1:
+        x = lax.dynamic_slice_in_dim(x, j * plan.block_k, plan.block_k, axis=4)
+    return x
+
+
+def _element_mask(i, j, mask5, q_lengths, kv_lengths, plan: _Plan):
+    """bool broadcastable to [B, K, G, bq, bk] for block (i, j), or None if nothing is masked."""
+    if not plan.needs_element_mask:
+        return None
+    q_pos = i * plan.block_q + jnp.arange(plan.block_q)  # [bq]
+    k_pos = j * plan.block_k + jnp.arange(plan.block_k)  # [bk]
+    offset = k_pos[None, :] - q_pos[:, None]  # [bq, bk]
+    allowed = jnp.broadcast_to(k_pos[None, :] < plan.S, offset.shape)
+    if plan.is_causal:
+        allowed &= offset <= 0
+    if plan.window is not None:
+        left, right = plan.window
+        allowed &= (offset >= -left) & (offset <= right)
+    allowed = allowed[None, None, None]  # [1, 1, 1, bq, bk]
+    if q_lengths is not None:
+        allowed = allowed & (q_pos[None, :, None] < q_lengths[:, None, None])[:, None, None]
+    if kv_lengths is not None:
+        allowed = allowed & (k_pos[None, None, :] < kv_lengths[:, None, None])[:, None, None]
+    if mask5 is not None:
+        allowed = allowed & _block(mask5, i, j, plan)
+    return allowed
+
+
+def _logits(q_i, k_j, bias5, i, j, plan: _Plan):
+    """scale · q_i k_jᵀ (+ bias), float32: [B, K, G, bq, bk]."""
+    s = jnp.einsum("BKGqH,BKkH->BKGqk", q_i, k_j, preferred_element_type=jnp.float32)
+    s = s * plan.scale
+    if bias5 is not None:
+        s = s + _block(bias5, i, j, plan).astype(jnp.float32)
+        s = jnp.maximum(s, mask_value(jnp.float32))  # an additive -inf bias stays finite
+    return s
+
+
+def _visible_range(row: Array) -> tuple[Array, Array]:
+    """First and one-past-last index of the True entries of a bool vector ((0, 0) if none)."""
+    n = row.shape[0]
+    any_visible = jnp.any(row)
+    first = jnp.argmax(row)
+    last = n - jnp.argmax(row[::-1])
+    return jnp.where(any_visible, first, 0), jnp.where(any_visible, last, 0)
+
+
+def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan):
+    """Returns out[B, K, G, T_pad, Hv] float32 and the log-sum-exp L[B, K, G, T_pad]."""
+    B, K, G, _, H = q.shape
+    Hv = v.shape[-1]
+    bq, bk = plan.block_q, plan.block_k
+    floor = mask_value(jnp.float32)
+
+    def query_block(i):
+        q_i = lax.dynamic_slice_in_dim(q, i * bq, bq, axis=3)  # [B, K, G, bq, H]
+
+        def key_block(j, state):
+            m, l, acc = state
+            k_j = lax.dynamic_slice_in_dim(k, j * bk, bk, axis=2)  # [B, K, bk, H]
+            v_j = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
+            s = _logits(q_i, k_j, bias5, i, j, plan)
+            allowed = _element_mask(i, j, mask5, q_lengths, kv_lengths, plan)
+            if allowed is not None:
+                s = jnp.where(allowed, s, floor)
+            m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+            p = jnp.exp(s - m_new[..., None])
+            if allowed is not None:
+                p = jnp.where(allowed, p, 0.0)
+            correction = jnp.exp(m - m_new)
+            l = l * correction + jnp.sum(p, axis=-1)
+            pv = jnp.einsum(
+                "BKGqk,BKkH->BKGqH", p.astype(v.dtype), v_j, preferred_element_type=jnp.float32
+            )
+            return m_new, l, acc * correction[..., None] + pv
+
+        def maybe_key_block(j, state):
+            return lax.cond(visible[i, j], key_block, lambda _, s: s, j, state)
+
+        state = (
+            jnp.full((B, K, G, bq), floor, jnp.float32),
+            jnp.zeros((B, K, G, bq), jnp.float32),
+            jnp.zeros((B, K, G, bq, Hv), jnp.float32),
+        )
+        first, last = _visible_range(visible[i])
+        m, l, acc = lax.fori_loop(first, last, maybe_key_block, state)
+        attended = l > 0
+        safe_l = jnp.where(attended, l, 1.0)
+        out = jnp.where(attended[..., None], acc / safe_l[..., None], 0.0)
+        lse = jnp.where(attended, m + jnp.log(safe_l), 0.0)
+        return out, lse
+
+    out, lse = lax.map(query_block, jnp.arange(plan.num_q_blocks))
+    # [nq, B, K, G, bq, Hv] -> [B, K, G, nq * bq, Hv]
+    out = jnp.moveaxis(out, 0, 3).reshape(B, K, G, -1, Hv)
+    lse = jnp.moveaxis(lse, 0, 3).reshape(B, K, G, -1)  # [nq, B, K, G, bq] -> [B, K, G, T_pad]
+    return out, lse
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
+def _flash(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan):
+    return _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)[0]
+
+
+def _flash_forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan):
+    out, lse = _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)
+    return out, (q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, out, lse)
+
+
+def _flash_backward(plan: _Plan, residuals, d_out):
+    q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, out, lse = residuals
+    bq, bk = plan.block_q, plan.block_k
+    d_out = d_out.astype(jnp.float32)
+    delta = jnp.sum(d_out * out, axis=-1)  # rowsum(dO ⊙ O): [B, K, G, T_pad]
+    d_bias_shape = None if bias5 is None else bias5.shape
+
+    def key_block(carry, j):
+        dq, d_bias = carry
+        k_j = lax.dynamic_slice_in_dim(k, j * bk, bk, axis=2)  # [B, K, bk, H]
+        v_j = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)  # [B, K, bk, Hv]
+
+        def query_block(i, state):
+            dq, d_bias, dk_j, dv_j = state
+            q_i = lax.dynamic_slice_in_dim(q, i * bq, bq, axis=3)  # [B, K, G, bq, H]
+            do_i = lax.dynamic_slice_in_dim(d_out, i * bq, bq, axis=3)  # [B, K, G, bq, Hv]
+            lse_i = lax.dynamic_slice_in_dim(lse, i * bq, bq, axis=3)  # [B, K, G, bq]
+            delta_i = lax.dynamic_slice_in_dim(delta, i * bq, bq, axis=3)
+            s = _logits(q_i, k_j, bias5, i, j, plan)
+            p = jnp.exp(s - lse_i[..., None])  # [B, K, G, bq, bk]
+            allowed = _element_mask(i, j, mask5, q_lengths, kv_lengths, plan)
+            if allowed is not None:
+                p = jnp.where(allowed, p, 0.0)
+            dv_j = dv_j + jnp.einsum("BKGqk,BKGqH->BKkH", p, do_i)
+            dp = jnp.einsum(
+                "BKGqH,BKkH->BKGqk", do_i, v_j, preferred_element_type=jnp.float32
+            )
+            ds = p * (dp - delta_i[..., None])  # d logits
+            dq_i = jnp.einsum("BKGqk,BKkH->BKGqH", ds, k_j, preferred_element_type=jnp.float32)
+            dq = lax.dynamic_update_slice_in_dim(
+                dq,
+                lax.dynamic_slice_in_dim(dq, i * bq, bq, axis=3) + dq_i * plan.scale,
+                i * bq,
+                axis=3,
+            )
+            dk_j = dk_j + plan.scale * jnp.einsum(
+                "BKGqk,BKGqH->BKkH", ds, q_i, preferred_element_type=jnp.float32
+            )
+            if d_bias is not None:
+                d_bias = _accumulate_bias_grad(d_bias, ds, i, j, plan)
+            return dq, d_bias, dk_j, dv_j
+
+        def maybe_query_block(i, state):
+            return lax.cond(visible[i, j], query_block, lambda _, s: s, i, state)
+
+        B, K = k.shape[:2]
+        state = (
+            dq,
+            d_bias,
+            jnp.zeros((B, K, bk, k.shape[-1]), jnp.float32),
+            jnp.zeros((B, K, bk, v.shape[-1]), jnp.float32),
+        )
+        first, last = _visible_range(visible[:, j])
+        dq, d_bias, dk_j, dv_j = lax.fori_loop(first, last, maybe_query_block, state)
+        return (dq, d_bias), (dk_j, dv_j)
+
+    dq0 = jnp.zeros(q.shape, jnp.float32)
+    d_bias0 = None if d_bias_shape is None else jnp.zeros(d_bias_shape, jnp.float32)
+    (dq, d_bias), (dk, dv) = lax.scan(key_block, (dq0, d_bias0), jnp.arange(plan.num_k_blocks))
+    B, K = k.shape[:2]
+    # [nk, B, K, bk, H] -> [B, K, nk * bk, H]
+    dk = jnp.moveaxis(dk, 0, 2).reshape(B, K, -1, k.shape[-1])
+    dv = jnp.moveaxis(dv, 0, 2).reshape(B, K, -1, v.shape[-1])
+    return (
+        dq.astype(q.dtype),
+        dk.astype(k.dtype),
+        dv.astype(v.dtype),
+        None if d_bias is None else d_bias.astype(bias5.dtype),
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def _accumulate_bias_grad(d_bias, ds, i, j, plan: _Plan):
+    """Add d logits [B, K, G, bq, bk] of block (i, j) into the gradient of a broadcast bias."""
+    summed_axes = tuple(a for a in range(5) if d_bias.shape[a] == 1 and ds.shape[a] != 1)
+    ds = jnp.sum(ds, axis=summed_axes, keepdims=True)
+    starts = [0, 0, 0, 0, 0]
+    if d_bias.shape[3] != 1:
+        starts[3] = i * plan.block_q
+    if d_bias.shape[4] != 1:
+        starts[4] = j * plan.block_k
+    current = lax.dynamic_slice(d_bias, starts, ds.shape)
+    return lax.dynamic_update_slice(d_bias, current + ds, starts)
+
+
+_flash.defvjp(_flash_forward, _flash_backward)

@@ -1,0 +1,144 @@
+"""Boolean attention masks. Convention: True = attend, False = masked out.
+
+Every function returns a boolean array that broadcasts against attention logits `[B, N, T, S]`.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from attn.typing import Array, ArrayLike
+
+
+def causal_mask(T: int, S: int, offset: int | ArrayLike = 0) -> Array:
+    """Causal mask: query i sees key j iff j <= offset + i.
+
+    `offset` is the position of the first query among the keys; for cached decoding a chunk of T
+    queries starting at position p uses `offset=p`, so its query i sees keys 0..p+i. With the default
+    offset 0 this is the top-left aligned triangle of `jax.nn.dot_product_attention(is_causal=True)`.
+    `offset` may be a traced integer (the cache index under `jax.jit`).
+
+    Args:
+      T: number of queries.
+      S: number of keys.
+      offset: position of query 0 among the keys (int or scalar integer array).
+
+    Returns:
+      bool[T, S].
+    """
+    query_positions = jnp.arange(T)[:, None] + offset
+    key_positions = jnp.arange(S)[None, :]
+    return key_positions <= query_positions
+
+
+def padding_mask(lengths: ArrayLike, S: int) -> Array:
+    """Key padding mask from sequence lengths: key j of example b is real iff j < lengths[b].
+
+    Args:
+      lengths: int[B], the number of real (unpadded) keys of each example.
+      S: padded key length.
+
+    Returns:
+      bool[B, 1, 1, S], broadcasting over heads and queries.
+    """
+    lengths = jnp.asarray(lengths)
+    if lengths.ndim != 1:
+        raise ValueError(f"padding_mask: lengths must have shape [B], got shape {lengths.shape}")
+    return (jnp.arange(S)[None, :] < lengths[:, None])[:, None, None, :]
+
+
+def window_mask(
+    T: int, S: int, window: int | tuple[int, int], offset: int | ArrayLike = 0
+) -> Array:
+    """Local (sliding-window) mask: query i sees key j iff  -left <= j - (offset + i) <= right.
+
+    `window=w` is the symmetric window (w, w); `window=(left, right)` follows
+    `jax.nn.dot_product_attention(local_window_size=...)`. Combine with `causal_mask` (or use
+    `right=0`) for causal local attention (Longformer, Mistral-style sliding windows).
+
+    Args:
+      T: number of queries.
+      S: number of keys.
+      window: int w >= 0, or a pair (left, right) of non-negative ints.
+      offset: position of query 0 among the keys.
+
+    Returns:
+      bool[T, S].
+    """
+    left, right = normalize_window(window)
+    distance = jnp.arange(S)[None, :] - (jnp.arange(T)[:, None] + offset)
+    return (distance >= -left) & (distance <= right)
+
+
+def normalize_window(window: int | tuple[int, int]) -> tuple[int, int]:
+    """`w` -> (w, w); `(left, right)` -> itself; checks that both are non-negative ints."""
+    if isinstance(window, int):
+        left = right = window
+    elif isinstance(window, tuple) and len(window) == 2 and all(isinstance(w, int) for w in window):
+        left, right = window
+    else:
+        raise TypeError(f"window must be an int or a pair (left, right) of ints, got {window!r}")
+    if left < 0 or right < 0:
+        raise ValueError(f"window sizes must be >= 0, got (left, right) = ({left}, {right})")
+    return left, right
+
+
+def combine_masks(*masks: ArrayLike | None) -> Array | None:
+    """Logical AND of boolean masks, broadcast together; `None` entries are ignored.
+
+    Returns:
+      The broadcast AND of the given masks, or None when every mask is None.
+    """
+    present = [jnp.asarray(m) for m in masks if m is not None]
+    if not present:
+        return None
+    for m in present:
+        if m.dtype != jnp.bool_:
+            raise TypeError(f"combine_masks: masks must be boolean (True = attend), got {m.dtype}")
+    combined = present[0]
+    for m in present[1:]:
+        combined = jnp.logical_and(combined, m)
+    return combined
+
+
+def query_padding_mask(lengths: ArrayLike, T: int) -> Array:
+    """Query padding mask: query i of example b is real iff i < lengths[b].
+
+    Args:
+      lengths: int[B], the number of real queries of each example.
+      T: padded query length.
+
+    Returns:
+      bool[B, 1, T, 1]; padded queries attend to nothing (their output is 0).
+    """
+    lengths = jnp.asarray(lengths)
+    if lengths.ndim != 1:
+        raise ValueError(f"query_padding_mask: lengths must have shape [B], got {lengths.shape}")
+    return (jnp.arange(T)[None, :] < lengths[:, None])[:, None, :, None]
+
+
+def build_mask(
+    T: int,
+    S: int,
+    *,
+    mask: ArrayLike | None = None,
+    is_causal: bool = False,
+    query_seq_lengths: ArrayLike | None = None,
+    key_value_seq_lengths: ArrayLike | None = None,
+    local_window_size: int | tuple[int, int] | None = None,
+) -> Array | None:
+    """One boolean mask from the arguments of `jax.nn.dot_product_attention`.
+
+    Combines an explicit `mask` with the causal triangle (offset 0, as in `jax.nn`), the query and
+    key/value sequence lengths and a local window.
+
+    Returns:
+      bool broadcastable to [B, N, T, S], or None when nothing is masked.
+    """
+    return combine_masks(
+        None if mask is None else jnp.asarray(mask),
+        causal_mask(T, S) if is_causal else None,
+        None if local_window_size is None else window_mask(T, S, local_window_size),
+        None if query_seq_lengths is None else query_padding_mask(query_seq_lengths, T),
+        None if key_value_seq_lengths is None else padding_mask(key_value_seq_lengths, S),
+    )

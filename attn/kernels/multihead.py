@@ -1,0 +1,185 @@
+"""Multi-head scaled dot-product attention with the layout and arguments of
+`jax.nn.dot_product_attention`, and a choice of implementations.
+
+    out[b, t, n] = Σ_s softmax_s(scale · q[b, t, n] · k[b, s, n // G] + bias[b, n, t, s]) v[b, s, n // G]
+
+"reference" lifts the single-head kernel `attn.kernels.attention` with `jax.vmap` over query heads,
+key/value head groups and batch; "blockwise" is the memory-efficient online-softmax kernel of
+`attn.kernels.blockwise`; "xla" and "cudnn" call `jax.nn.dot_product_attention`. All follow one
+masking rule: a query that may attend to no key gets output 0 (and gradient 0).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from attn.kernels import masks as masks_lib
+from attn.kernels.attention import attention
+from attn.kernels.blockwise import blockwise_attention
+from attn.kernels.validation import check_multihead
+from attn.typing import Array, ArrayLike
+
+# On the CPU the blockwise kernel beats XLA's materialised scores from about this many
+# logits per head and example (T × S) on; below it the single fused XLA computation wins.
+# Measured by benchmarks/attention.py; see benchmarks/README.md.
+CPU_BLOCKWISE_MIN_LOGITS = 512 * 512
+
+
+def choose_implementation(
+    query: Array, key: Array, value: Array, *, return_weights: bool, platform: str | None = None
+) -> str:
+    """The implementation `implementation=None` resolves to.
+
+    - `return_weights=True` needs the materialised weights: "reference".
+    - CPU: "blockwise" from `CPU_BLOCKWISE_MIN_LOGITS` logits per head on (it skips masked blocks
+      and stays in cache), else "xla".
+    - GPU: "cudnn" for float16/bfloat16 with equal q/k/v head dims that are multiples of 8 up to
+      128 (the fused flash kernel), else "xla". TPU and others: "xla".
+    """
+    if return_weights:
+        return "reference"
+    platform = platform or jax.default_backend()
+    T, S = query.shape[1], key.shape[1]
+    head_dim, value_dim = query.shape[-1], value.shape[-1]
+    if platform == "cpu":
+        return "blockwise" if T * S >= CPU_BLOCKWISE_MIN_LOGITS else "xla"
+    if (
+        platform in ("gpu", "cuda")
+        and query.dtype in (jnp.float16, jnp.bfloat16)
+        and head_dim == value_dim
+        and head_dim % 8 == 0
+        and head_dim <= 128
+    ):
+        return "cudnn"
+    return "xla"
+
+
+def dot_product_attention(
+    query: ArrayLike,
+    key: ArrayLike,
+    value: ArrayLike,
+    bias: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    *,
+    scale: float | None = None,
+    is_causal: bool = False,
+    query_seq_lengths: ArrayLike | None = None,
+    key_value_seq_lengths: ArrayLike | None = None,
+    local_window_size: int | tuple[int, int] | None = None,
+    implementation: str | None = None,
+    return_weights: bool = False,
+) -> Array | tuple[Array, Array]:
+    """Scaled dot-product attention over many heads (Vaswani et al. 2017), grouped K/V heads for
+    grouped-query and multi-query attention (Ainslie et al. 2023; Shazeer 2019).
+
+        out = softmax(scale · Q Kᵀ + bias, masked) V,   per batch element and query head
+
+    Query head n uses key/value head n // G, G = N // K. Logits and softmax run in float32; the
+    output has the dtype of the inputs. Masking is the AND of `mask`, the causal triangle
+    (`is_causal`: query i sees keys j <= i, top-left aligned as in `jax.nn`; for a cached chunk
+    starting at position p pass `mask=causal_mask(T, S, offset=p)` instead), the sequence lengths
+    and the local window. A query that may attend to no key gets output 0 and gradient 0 in every
+    implementation (`jax.nn` would return mean(V) there).
+
+    Args:
+      query: [B, T, N, H].
+      key: [B, S, K, H], K divides N.
+      value: [B, S, K, Hv] (Hv = H for "xla" and "cudnn").
+      bias: float, broadcastable to [B, N, T, S], added to the logits.
+      mask: bool, broadcastable to [B, N, T, S], True = attend.
+      scale: logit multiplier, default 1 / sqrt(H).
+      is_causal: apply the causal mask.
+      query_seq_lengths: int[B]; queries at or beyond the length attend to nothing (output 0).
+      key_value_seq_lengths: int[B]; keys at or beyond the length are masked.
+      local_window_size: w or (left, right): query i sees keys i - left .. i + right.
+      implementation: None (choose, see `choose_implementation`), "reference", "blockwise",
+        "xla" or "cudnn".
+      return_weights: also return the attention weights (implies "reference").
+
+    Returns:
+      out[B, T, N, Hv], or (out, weights[B, N, T, S] float32) when `return_weights`.
+    """
+    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    check_multihead(
+        query,
+        key,
+        value,
+        bias=bias,
+        mask=mask,
+        query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths,
+        implementation=implementation,
+    )
+    if local_window_size is not None:
+        local_window_size = masks_lib.normalize_window(local_window_size)
+    if implementation is None:
+        implementation = choose_implementation(
+            query, key, value, return_weights=return_weights
+        )
+    if return_weights and implementation != "reference":
+        raise ValueError(
+            f"dot_product_attention: return_weights=True needs implementation='reference' "
+            f"(or None), got implementation={implementation!r}, which never forms the weights"
+        )
+    structure = dict(
+        is_causal=is_causal,
+        query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths,
+        local_window_size=local_window_size,
+    )
+    if implementation == "blockwise":
+        return blockwise_attention(query, key, value, bias, mask, scale=scale, **structure)
+    T, S = query.shape[1], key.shape[1]
+    combined = masks_lib.build_mask(T, S, mask=mask, **structure)
+    if implementation == "reference":
+        out, weights = _vmapped_reference(query, key, value, bias, combined, scale)
+        return (out, weights) if return_weights else out
+    return _jax_nn(query, key, value, bias, mask, combined, scale, implementation, **structure)
+
+
+def _vmapped_reference(query, key, value, bias, mask, scale):
+    """`attention` lifted with jax.vmap over G (query heads sharing a K/V head), K and B."""
+    B, T, N, H = query.shape
+    S, K = key.shape[1], key.shape[2]
+    G = N // K
+    q = query.reshape(B, T, K, G, H)  # [B, T, N, H] -> [B, T, K, G, H]
+
+    def per_head(q, k, v, mask, bias):  # q[T, H], k[S, H], v[S, Hv], mask/bias[T, S]
+        return attention(
+            q, k, v, mask=mask, bias=bias, score="scaled_dot", score_params={"scale": scale}
+        )
+
+    def grouped(x):  # broadcastable [B, N, T, S] -> [B, K, G, T, S]
+        if x is None:
+            return None
+        x = jnp.broadcast_to(x, (B, N, T, S))
+        return x.reshape(B, K, G, T, S)  # [B, N, T, S] -> [B, K, G, T, S]
+
+    over_groups = jax.vmap(per_head, in_axes=(1, None, None, 0, 0))  # q[T, G, H]
+    over_kv_heads = jax.vmap(over_groups, in_axes=(1, 1, 1, 0, 0))  # q[T, K, G, H]
+    over_batch = jax.vmap(over_kv_heads, in_axes=(0, 0, 0, 0, 0))
+    out, weights = over_batch(q, key, value, grouped(mask), grouped(bias))
+    # out[B, K, G, T, Hv] -> [B, T, N, Hv]; weights[B, K, G, T, S] -> [B, N, T, S]
+    out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, N, value.shape[-1])
+    return out, weights.reshape(B, N, T, S)
+
+
+def _jax_nn(query, key, value, bias, mask, combined, scale, implementation, **structure):
+    """`jax.nn.dot_product_attention`, with fully masked query rows set to 0 (not mean(V))."""
+    if value.shape[-1] != query.shape[-1]:
+        raise ValueError(
+            f"dot_product_attention: implementation={implementation!r} needs value[B, S, K, H] "
+            f"with the head dim H={query.shape[-1]} of query, got value shape {value.shape}; "
+            "use 'reference' or 'blockwise'"
+        )
+    if bias is not None:
+        bias = jnp.asarray(bias, query.dtype)
+    out = jax.nn.dot_product_attention(
+        query, key, value, bias, mask, scale=scale, implementation=implementation, **structure
+    )
+    if combined is None:
+        return out
+    B, T, N = query.shape[:3]
+    attends = jnp.broadcast_to(jnp.any(combined, axis=-1), (B, N, T))  # [B, N, T]
+    return jnp.where(attends.transpose(0, 2, 1)[..., None], out, jnp.zeros_like(out))

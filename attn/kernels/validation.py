@@ -1,0 +1,132 @@
+"""Shape, dtype and argument checks at the public boundary of `attn.kernels`.
+
+Every check runs on static shapes (free under `jax.jit`) and raises a ValueError or TypeError that
+names the argument, the expected shape in the dimension key (see `attn.typing`) and what was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+from attn.kernels import scores as scores_lib
+
+IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn")
+_SAME_WIDTH_SCORES = ("dot", "scaled_dot", "cosine")
+
+
+def _describe(expected_letters: Sequence[str], expected_sizes: Sequence[int | None]) -> str:
+    letters = ", ".join(expected_letters)
+    sizes = ", ".join("?" if n is None else str(n) for n in expected_sizes)
+    return f"[{letters}] = [{sizes}]"
+
+
+def check_rank(fn: str, name: str, x, letters: Sequence[str], sizes: Sequence[int | None]) -> None:
+    """Raise unless `x` has len(letters) dims whose sizes equal `sizes` where they are not None."""
+    shape = tuple(jnp.shape(x))
+    ok = len(shape) == len(letters) and all(
+        want is None or have == want for have, want in zip(shape, sizes, strict=False)
+    )
+    if not ok:
+        raise ValueError(
+            f"{fn}: {name} must have shape {_describe(letters, sizes)}, got shape {shape}"
+        )
+
+
+def check_float(fn: str, name: str, x) -> None:
+    """Raise TypeError unless `x` has a floating dtype."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{fn}: {name} must be a floating-point array, got dtype {dtype}")
+
+
+def check_broadcastable(
+    fn: str, name: str, x, letters: Sequence[str], sizes: Sequence[int], *, boolean: bool
+) -> None:
+    """Raise unless `x` broadcasts to `sizes` (each trailing dim 1 or equal) with the right dtype."""
+    shape = tuple(jnp.shape(x))
+    dtype = jnp.result_type(x)
+    if boolean and dtype != jnp.bool_:
+        raise TypeError(
+            f"{fn}: {name} must be boolean (True = attend), got dtype {dtype}; "
+            "pass additive float masks as `bias`"
+        )
+    if not boolean and not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{fn}: {name} must be a floating-point array, got dtype {dtype}")
+    fits = len(shape) <= len(sizes) and all(
+        have in (1, want) for have, want in zip(reversed(shape), reversed(sizes), strict=False)
+    )
+    if not fits:
+        raise ValueError(
+            f"{fn}: {name} must broadcast to {_describe(letters, sizes)} (each dim 1 or equal), "
+            f"got shape {shape}"
+        )
+
+
+def check_single_head(q, k, v, *, mask, bias, score: str) -> None:
+    """Checks for `attention(q[T, Hq], k[S, Hk], v[S, Hv])`."""
+    fn = "attention"
+    scores_lib.get_score(score)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        check_float(fn, name, x)
+    check_rank(fn, "q", q, ("T", "H"), (None, None))
+    T, Hq = q.shape
+    width = Hq if score in _SAME_WIDTH_SCORES else None
+    check_rank(fn, "k", k, ("S", "H"), (None, width))
+    S = k.shape[0]
+    check_rank(fn, "v", v, ("S", "Hv"), (S, None))
+    if mask is not None:
+        check_broadcastable(fn, "mask", mask, ("T", "S"), (T, S), boolean=True)
+    if bias is not None:
+        check_broadcastable(fn, "bias", bias, ("T", "S"), (T, S), boolean=False)
+
+
+def check_multihead(
+    query,
+    key,
+    value,
+    *,
+    bias,
+    mask,
+    query_seq_lengths,
+    key_value_seq_lengths,
+    implementation,
+) -> None:
+    """Checks for `dot_product_attention(query[B,T,N,H], key[B,S,K,H], value[B,S,K,Hv], ...)`."""
+    fn = "dot_product_attention"
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"{fn}: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}"
+        )
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        check_float(fn, name, x)
+    check_rank(fn, "query", query, ("B", "T", "N", "H"), (None,) * 4)
+    B, T, N, H = query.shape
+    check_rank(fn, "key", key, ("B", "S", "K", "H"), (B, None, None, H))
+    S, K = key.shape[1], key.shape[2]
+    check_rank(fn, "value", value, ("B", "S", "K", "Hv"), (B, S, K, None))
+    if N % K:
+        raise ValueError(
+            f"{fn}: the number of query heads N={N} (query shape {query.shape}) must be a "
+            f"multiple of the number of key/value heads K={K} (key shape {key.shape})"
+        )
+    if not (query.dtype == key.dtype == value.dtype):
+        raise TypeError(
+            f"{fn}: query, key and value must share one dtype, got "
+            f"{query.dtype}, {key.dtype}, {value.dtype}"
+        )
+    full = ("B", "N", "T", "S")
+    if mask is not None:
+        check_broadcastable(fn, "mask", mask, full, (B, N, T, S), boolean=True)
+    if bias is not None:
+        check_broadcastable(fn, "bias", bias, full, (B, N, T, S), boolean=False)
+    for name, lengths in (
+        ("query_seq_lengths", query_seq_lengths),
+        ("key_value_seq_lengths", key_value_seq_lengths),
+    ):
+        if lengths is None:
+            continue
+        if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
+            raise TypeError(f"{fn}: {name} must be integer, got dtype {jnp.result_type(lengths)}")
+        check_rank(fn, name, lengths, ("B",), (B,))
