@@ -59,9 +59,11 @@ def attention(
     score: str = "scaled_dot",
     score_params: dict[str, Any] | None = None,
 ) -> tuple[Array, Array]:
-    """Soft attention of T queries over S key/value pairs (Bahdanau et al. 2015; Vaswani et al. 2017).
+    """Soft attention of T queries over S key/value pairs (Bahdanau 2015; Vaswani 2017).
 
-        s = score(q, k) + bias,   p_i = softmax(s_i) over the keys j with mask[i, j],   out_i = Σ_j p_ij v_j
+        s = score(q, k) + bias
+        p_i = softmax(s_i) over the keys j with mask[i, j]
+        out_i = Σ_j p_ij v_j
 
     The logits and the softmax run in float32 (float64 for float64 inputs); `out` is returned in
     the dtype of `v`. A query whose mask row is all False gets weights 0 and output 0.

@@ -3,7 +3,8 @@
 Rabe & Staats 2021, "Self-attention does not need O(n²) memory"; the loop order and the backward
 pass of Dao et al. 2022/2023 (FlashAttention, FlashAttention-2). For each block of queries,
 
-    m ← max(m, rowmax(s_j)),   l ← l·e^(m_old − m) + Σ e^(s_j − m),   acc ← acc·e^(m_old − m) + e^(s_j − m) V_j
+    m ← max(m, rowmax(s_j)),   l ← l·e^(m_old − m) + Σ e^(s_j − m),
+    acc ← acc·e^(m_old − m) + e^(s_j − m) V_j
 
 over the key blocks j it may see, then out = acc / l. The backward pass is a custom VJP that keeps
 only out and the log-sum-exp L = m + log l and recomputes each block's probabilities
@@ -28,11 +29,12 @@ from jax import lax
 
 from attn.kernels import masks as masks_lib
 from attn.kernels.attention import mask_value
+from attn.kernels.scores import accumulation_dtype
 from attn.kernels.validation import check_multihead
 from attn.typing import Array, ArrayLike
 
 DEFAULT_BLOCK_Q = 256
-DEFAULT_BLOCK_K = 512
+DEFAULT_BLOCK_K = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,7 @@ class _Plan:
     has_mask: bool
     has_q_lengths: bool
     has_kv_lengths: bool
+    compute_dtype: str  # "float32", or "float64" for float64 inputs
 
     @property
     def needs_element_mask(self) -> bool:
@@ -134,6 +137,7 @@ def blockwise_attention(
         has_mask=mask is not None,
         has_q_lengths=query_seq_lengths is not None,
         has_kv_lengths=key_value_seq_lengths is not None,
+        compute_dtype=accumulation_dtype(query).name,
     )
     T_pad, S_pad = plan.num_q_blocks * block_q, plan.num_k_blocks * block_k
 
@@ -270,12 +274,13 @@ def _element_mask(i, j, mask5, q_lengths, kv_lengths, plan: _Plan):
 
 
 def _logits(q_i, k_j, bias5, i, j, plan: _Plan):
-    """scale · q_i k_jᵀ (+ bias), float32: [B, K, G, bq, bk]."""
-    s = jnp.einsum("BKGqH,BKkH->BKGqk", q_i, k_j, preferred_element_type=jnp.float32)
+    """scale · q_i k_jᵀ (+ bias) in the compute dtype: [B, K, G, bq, bk]."""
+    dtype = plan.compute_dtype
+    s = jnp.einsum("BKGqH,BKkH->BKGqk", q_i, k_j, preferred_element_type=dtype)
     s = s * plan.scale
     if bias5 is not None:
-        s = s + _block(bias5, i, j, plan).astype(jnp.float32)
-        s = jnp.maximum(s, mask_value(jnp.float32))  # an additive -inf bias stays finite
+        s = s + _block(bias5, i, j, plan).astype(dtype)
+        s = jnp.maximum(s, mask_value(dtype))  # an additive -inf bias stays finite
     return s
 
 
@@ -289,11 +294,12 @@ def _visible_range(row: Array) -> tuple[Array, Array]:
 
 
 def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan):
-    """Returns out[B, K, G, T_pad, Hv] float32 and the log-sum-exp L[B, K, G, T_pad]."""
-    B, K, G, _, H = q.shape
+    """Returns out[B, K, G, T_pad, Hv] and the log-sum-exp L[B, K, G, T_pad], compute dtype."""
+    B, K, G = q.shape[:3]
     Hv = v.shape[-1]
     bq, bk = plan.block_q, plan.block_k
-    floor = mask_value(jnp.float32)
+    dtype = plan.compute_dtype
+    floor = mask_value(dtype)
 
     def query_block(i):
         q_i = lax.dynamic_slice_in_dim(q, i * bq, bq, axis=3)  # [B, K, G, bq, H]
@@ -313,7 +319,7 @@ def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan)
             correction = jnp.exp(m - m_new)
             l = l * correction + jnp.sum(p, axis=-1)
             pv = jnp.einsum(
-                "BKGqk,BKkH->BKGqH", p.astype(v.dtype), v_j, preferred_element_type=jnp.float32
+                "BKGqk,BKkH->BKGqH", p.astype(v.dtype), v_j, preferred_element_type=dtype
             )
             return m_new, l, acc * correction[..., None] + pv
 
@@ -321,9 +327,9 @@ def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan)
             return lax.cond(visible[i, j], key_block, lambda _, s: s, j, state)
 
         state = (
-            jnp.full((B, K, G, bq), floor, jnp.float32),
-            jnp.zeros((B, K, G, bq), jnp.float32),
-            jnp.zeros((B, K, G, bq, Hv), jnp.float32),
+            jnp.full((B, K, G, bq), floor, dtype),
+            jnp.zeros((B, K, G, bq), dtype),
+            jnp.zeros((B, K, G, bq, Hv), dtype),
         )
         first, last = _visible_range(visible[i])
         m, l, acc = lax.fori_loop(first, last, maybe_key_block, state)
@@ -353,7 +359,8 @@ def _flash_forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan):
 def _flash_backward(plan: _Plan, residuals, d_out):
     q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, out, lse = residuals
     bq, bk = plan.block_q, plan.block_k
-    d_out = d_out.astype(jnp.float32)
+    dtype = plan.compute_dtype
+    d_out = d_out.astype(dtype)
     delta = jnp.sum(d_out * out, axis=-1)  # rowsum(dO ⊙ O): [B, K, G, T_pad]
     d_bias_shape = None if bias5 is None else bias5.shape
 
@@ -374,11 +381,9 @@ def _flash_backward(plan: _Plan, residuals, d_out):
             if allowed is not None:
                 p = jnp.where(allowed, p, 0.0)
             dv_j = dv_j + jnp.einsum("BKGqk,BKGqH->BKkH", p, do_i)
-            dp = jnp.einsum(
-                "BKGqH,BKkH->BKGqk", do_i, v_j, preferred_element_type=jnp.float32
-            )
+            dp = jnp.einsum("BKGqH,BKkH->BKGqk", do_i, v_j, preferred_element_type=dtype)
             ds = p * (dp - delta_i[..., None])  # d logits
-            dq_i = jnp.einsum("BKGqk,BKkH->BKGqH", ds, k_j, preferred_element_type=jnp.float32)
+            dq_i = jnp.einsum("BKGqk,BKkH->BKGqH", ds, k_j, preferred_element_type=dtype)
             dq = lax.dynamic_update_slice_in_dim(
                 dq,
                 lax.dynamic_slice_in_dim(dq, i * bq, bq, axis=3) + dq_i * plan.scale,
@@ -386,7 +391,7 @@ def _flash_backward(plan: _Plan, residuals, d_out):
                 axis=3,
             )
             dk_j = dk_j + plan.scale * jnp.einsum(
-                "BKGqk,BKGqH->BKkH", ds, q_i, preferred_element_type=jnp.float32
+                "BKGqk,BKGqH->BKkH", ds, q_i, preferred_element_type=dtype
             )
             if d_bias is not None:
                 d_bias = _accumulate_bias_grad(d_bias, ds, i, j, plan)
@@ -399,15 +404,15 @@ def _flash_backward(plan: _Plan, residuals, d_out):
         state = (
             dq,
             d_bias,
-            jnp.zeros((B, K, bk, k.shape[-1]), jnp.float32),
-            jnp.zeros((B, K, bk, v.shape[-1]), jnp.float32),
+            jnp.zeros((B, K, bk, k.shape[-1]), dtype),
+            jnp.zeros((B, K, bk, v.shape[-1]), dtype),
         )
         first, last = _visible_range(visible[:, j])
         dq, d_bias, dk_j, dv_j = lax.fori_loop(first, last, maybe_query_block, state)
         return (dq, d_bias), (dk_j, dv_j)
 
-    dq0 = jnp.zeros(q.shape, jnp.float32)
-    d_bias0 = None if d_bias_shape is None else jnp.zeros(d_bias_shape, jnp.float32)
+    dq0 = jnp.zeros(q.shape, dtype)
+    d_bias0 = None if d_bias_shape is None else jnp.zeros(d_bias_shape, dtype)
     (dq, d_bias), (dk, dv) = lax.scan(key_block, (dq0, d_bias0), jnp.arange(plan.num_k_blocks))
     B, K = k.shape[:2]
     # [nk, B, K, bk, H] -> [B, K, nk * bk, H]

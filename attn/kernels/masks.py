@@ -13,10 +13,11 @@ from attn.typing import Array, ArrayLike
 def causal_mask(T: int, S: int, offset: int | ArrayLike = 0) -> Array:
     """Causal mask: query i sees key j iff j <= offset + i.
 
-    `offset` is the position of the first query among the keys; for cached decoding a chunk of T
-    queries starting at position p uses `offset=p`, so its query i sees keys 0..p+i. With the default
-    offset 0 this is the top-left aligned triangle of `jax.nn.dot_product_attention(is_causal=True)`.
-    `offset` may be a traced integer (the cache index under `jax.jit`).
+    `offset` is the position of the first query among the keys; for cached decoding a chunk of
+    T queries starting at position p uses `offset=p`, so its query i sees keys 0..p+i. With the
+    default offset 0 this is the top-left aligned triangle of
+    `jax.nn.dot_product_attention(is_causal=True)`. `offset` may be a traced integer (the cache
+    index under `jax.jit`).
 
     Args:
       T: number of queries.

@@ -1,7 +1,8 @@
 """Multi-head scaled dot-product attention with the layout and arguments of
 `jax.nn.dot_product_attention`, and a choice of implementations.
 
-    out[b, t, n] = Σ_s softmax_s(scale · q[b, t, n] · k[b, s, n // G] + bias[b, n, t, s]) v[b, s, n // G]
+    out[b, t, n] = Σ_s softmax_s(scale · q[b, t, n] · k[b, s, g] + bias[b, n, t, s]) v[b, s, g],
+    g = n // G
 
 "reference" lifts the single-head kernel `attn.kernels.attention` with `jax.vmap` over query heads,
 key/value head groups and batch; "blockwise" is the memory-efficient online-softmax kernel of
@@ -20,11 +21,6 @@ from attn.kernels.blockwise import blockwise_attention
 from attn.kernels.validation import check_multihead
 from attn.typing import Array, ArrayLike
 
-# On the CPU the blockwise kernel beats XLA's materialised scores from about this many
-# logits per head and example (T × S) on; below it the single fused XLA computation wins.
-# Measured by benchmarks/attention.py; see benchmarks/README.md.
-CPU_BLOCKWISE_MIN_LOGITS = 512 * 512
-
 
 def choose_implementation(
     query: Array, key: Array, value: Array, *, return_weights: bool, platform: str | None = None
@@ -32,18 +28,17 @@ def choose_implementation(
     """The implementation `implementation=None` resolves to.
 
     - `return_weights=True` needs the materialised weights: "reference".
-    - CPU: "blockwise" from `CPU_BLOCKWISE_MIN_LOGITS` logits per head on (it skips masked blocks
-      and stays in cache), else "xla".
+    - CPU: "blockwise", which measured faster than "xla" from T = S = 32 up (it stays in cache and
+      skips masked blocks; benchmarks/README.md).
     - GPU: "cudnn" for float16/bfloat16 with equal q/k/v head dims that are multiples of 8 up to
       128 (the fused flash kernel), else "xla". TPU and others: "xla".
     """
     if return_weights:
         return "reference"
     platform = platform or jax.default_backend()
-    T, S = query.shape[1], key.shape[1]
     head_dim, value_dim = query.shape[-1], value.shape[-1]
     if platform == "cpu":
-        return "blockwise" if T * S >= CPU_BLOCKWISE_MIN_LOGITS else "xla"
+        return "blockwise"
     if (
         platform in ("gpu", "cuda")
         and query.dtype in (jnp.float16, jnp.bfloat16)
@@ -114,9 +109,7 @@ def dot_product_attention(
     if local_window_size is not None:
         local_window_size = masks_lib.normalize_window(local_window_size)
     if implementation is None:
-        implementation = choose_implementation(
-            query, key, value, return_weights=return_weights
-        )
+        implementation = choose_implementation(query, key, value, return_weights=return_weights)
     if return_weights and implementation != "reference":
         raise ValueError(
             f"dot_product_attention: return_weights=True needs implementation='reference' "

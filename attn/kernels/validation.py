@@ -44,7 +44,7 @@ def check_float(fn: str, name: str, x) -> None:
 def check_broadcastable(
     fn: str, name: str, x, letters: Sequence[str], sizes: Sequence[int], *, boolean: bool
 ) -> None:
-    """Raise unless `x` broadcasts to `sizes` (each trailing dim 1 or equal) with the right dtype."""
+    """Raise unless `x` broadcasts to `sizes` (trailing dims 1 or equal), right dtype."""
     shape = tuple(jnp.shape(x))
     dtype = jnp.result_type(x)
     if boolean and dtype != jnp.bool_:

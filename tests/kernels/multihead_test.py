@@ -1,0 +1,268 @@
+"""Every implementation of dot_product_attention against a float64 NumPy reference, against
+jax.nn.dot_product_attention, and against each other, forward and backward."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attn.kernels import blockwise_attention, causal_mask, dot_product_attention, masks
+from attn.kernels.multihead import choose_implementation
+from tests.numpy_reference import numpy_attention
+
+IMPLEMENTATIONS = ("reference", "blockwise", "xla")
+B, T, S, N, K, H = 2, 5, 7, 4, 2, 3
+
+
+def _inputs(seed=0, T=T, S=S, N=N, K=K, H=H, Hv=None, spread=1.5, dtype=jnp.float32):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(B, T, N, H)) * spread
+    k = rng.normal(size=(B, S, K, H)) * spread
+    v = rng.normal(size=(B, S, K, Hv or H))
+    return tuple(jnp.asarray(x, dtype) for x in (q, k, v))
+
+
+def _call(implementation, q, k, v, **kwargs):
+    if implementation == "blockwise":
+        # Small blocks so that several blocks, partial blocks and skipped blocks all occur.
+        return blockwise_attention(q, k, v, block_q=2, block_k=3, **kwargs)
+    return dot_product_attention(q, k, v, implementation=implementation, **kwargs)
+
+
+def _rng_mask(seed, shape):
+    mask = np.random.default_rng(seed).random(shape) > 0.35
+    mask[..., 0] = True  # every query keeps a key, so jax.nn agrees (see fully-masked tests)
+    return jnp.asarray(mask)
+
+
+def _cases():
+    """(name, kwargs for our kernel, the boolean mask they amount to, bias)."""
+    ones = np.ones((T, S), bool)
+    i, j = np.indices((T, S))
+    rng = np.random.default_rng(7)
+    per_head = _rng_mask(1, (B, N, T, S))
+    bias_full = jnp.asarray(rng.normal(size=(1, N, T, S)) * 2, jnp.float32)
+    bias_keys = jnp.asarray(rng.normal(size=(B, 1, 1, S)) * 2, jnp.float32)
+    kv_lengths = jnp.array([7, 4])
+    return [
+        ("plain", {}, None, None),
+        ("bool_mask_per_head", {"mask": per_head}, per_head, None),
+        ("bool_mask_2d", {"mask": _rng_mask(2, (T, S))}, _rng_mask(2, (T, S)), None),
+        ("padding", {"key_value_seq_lengths": kv_lengths}, masks.padding_mask(kv_lengths, S), None),
+        ("causal", {"is_causal": True}, j <= i, None),
+        ("offset_causal", {"mask": causal_mask(T, S, offset=2)}, j <= i + 2, None),
+        ("window", {"local_window_size": 1}, np.abs(j - i) <= 1, None),
+        (
+            "window_asym_causal",
+            {"local_window_size": (2, 0), "is_causal": True},
+            (j <= i) & (j >= i - 2),
+            None,
+        ),
+        ("bias_per_head", {"bias": bias_full}, ones, bias_full),
+        ("bias_keys_and_causal", {"bias": bias_keys, "is_causal": True}, j <= i, bias_keys),
+        ("scale", {"scale": 0.37}, ones, None),
+    ]
+
+
+CASES = _cases()
+CASE_IDS = [c[0] for c in CASES]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_forward_matches_float64_numpy(implementation, case):
+    _, kwargs, mask, bias = case
+    q, k, v = _inputs()
+    got = _call(implementation, q, k, v, **kwargs)
+    want = numpy_attention(q, k, v, bias=bias, mask=mask, scale=kwargs.get("scale"))
+    assert got.shape == (B, T, N, H) and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_matches_jax_nn_forward_and_gradients(implementation, case):
+    _, kwargs, _, _ = case
+    q, k, v = _inputs(seed=3)
+    cotangent = jnp.asarray(np.random.default_rng(5).normal(size=(B, T, N, H)), jnp.float32)
+    ours, ours_vjp = jax.vjp(lambda q, k, v: _call(implementation, q, k, v, **kwargs), q, k, v)
+    peer, peer_vjp = jax.vjp(
+        lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla", **kwargs),
+        q,
+        k,
+        v,
+    )
+    np.testing.assert_allclose(ours, peer, rtol=2e-5, atol=2e-5)
+    for name, a, b in zip("qkv", ours_vjp(cotangent), peer_vjp(cotangent), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=f"d{name}")
+
+
+@pytest.mark.parametrize("implementation", ("reference", "blockwise"))
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_gradients_match_float64_reference(x64, implementation, case):
+    """Gradients in float32 against the float64 reference kernel's gradients (bias included)."""
+    _, kwargs, _, bias = case
+    q, k, v = _inputs(seed=4)
+    kwargs = dict(kwargs)
+    kwargs.pop("bias", None)
+    cot = jnp.asarray(np.random.default_rng(6).normal(size=(B, T, N, H)), jnp.float32)
+
+    def grads(dtype, impl):
+        args = [x.astype(dtype) for x in (q, k, v)]
+        if bias is not None:
+            args.append(bias.astype(dtype))
+        fn = lambda *a: _call(impl, *a[:3], bias=a[3] if bias is not None else None, **kwargs)  # noqa: E731
+        _, vjp = jax.vjp(fn, *args)
+        return vjp(cot.astype(dtype))
+
+    want = grads(jnp.float64, "reference")
+    got = grads(jnp.float32, implementation)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    got64 = grads(jnp.float64, implementation)
+    for a, b in zip(got64, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kv_heads", [1, 2, 4], ids=["MQA", "GQA", "MHA"])
+def test_grouped_kv_heads(implementation, kv_heads):
+    q, k, v = _inputs(seed=8, K=kv_heads)
+    got = _call(implementation, q, k, v, is_causal=True)
+    i, j = np.indices((T, S))
+    np.testing.assert_allclose(got, numpy_attention(q, k, v, mask=j <= i), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("implementation", ("reference", "blockwise"))
+def test_value_head_dim_may_differ(implementation):
+    q, k, v = _inputs(seed=9, Hv=6)
+    got = _call(implementation, q, k, v)
+    assert got.shape == (B, T, N, 6)
+    np.testing.assert_allclose(got, numpy_attention(q, k, v), rtol=2e-5, atol=2e-5)
+
+
+def test_xla_rejects_value_head_dim_mismatch():
+    q, k, v = _inputs(Hv=6)
+    with pytest.raises(ValueError, match="value.*head dim H=3"):
+        dot_product_attention(q, k, v, implementation="xla")
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_rectangular_shapes(implementation, causal):
+    """T > S and T < S, causal top-left aligned as in jax.nn."""
+    for t, s in ((9, 4), (3, 8)):
+        q, k, v = _inputs(seed=t, T=t, S=s)
+        got = _call(implementation, q, k, v, is_causal=causal)
+        i, j = np.indices((t, s))
+        want = numpy_attention(q, k, v, mask=(j <= i) if causal else None)
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_bfloat16(implementation):
+    q, k, v = _inputs(seed=10, dtype=jnp.bfloat16)
+    got = _call(implementation, q, k, v, is_causal=True)
+    assert got.dtype == jnp.bfloat16
+    i, j = np.indices((T, S))
+    want = numpy_attention(
+        q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), mask=j <= i
+    )
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=3e-2, atol=3e-2)
+    grads = jax.grad(lambda q: jnp.sum(_call(implementation, q, k, v).astype(jnp.float32)))(q)
+    assert grads.dtype == jnp.bfloat16 and np.all(np.isfinite(grads.astype(np.float32)))
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_large_logits_are_stable(implementation):
+    q, k, v = _inputs(seed=11, spread=60.0)  # logits in the thousands
+    got = _call(implementation, q, k, v, is_causal=True)
+    i, j = np.indices((T, S))
+    want = numpy_attention(q, k, v, mask=j <= i)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _fully_masked_setup():
+    """Query 1 of example 0 and every query of example 1 beyond length 2 attend to nothing."""
+    mask = np.ones((B, 1, T, S), bool)
+    mask[0, 0, 1] = False
+    return jnp.asarray(mask), jnp.array([T, 2])
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_fully_masked_rows_give_zero_output_and_zero_finite_gradients(implementation):
+    mask, q_lengths = _fully_masked_setup()
+    q, k, v = _inputs(seed=12)
+    fn = lambda q, k, v: _call(implementation, q, k, v, mask=mask, query_seq_lengths=q_lengths)  # noqa: E731
+    out, vjp = jax.vjp(fn, q, k, v)
+    np.testing.assert_array_equal(out[0, 1], np.zeros((N, H)))
+    np.testing.assert_array_equal(out[1, 2:], np.zeros((T - 2, N, H)))
+    # A cotangent only on the fully masked rows reaches nothing.
+    cot = np.zeros((B, T, N, H), np.float32)
+    cot[0, 1] = 1.0
+    cot[1, 2:] = 1.0
+    for grad in vjp(jnp.asarray(cot)):
+        assert np.all(np.isfinite(grad))
+        np.testing.assert_array_equal(grad, np.zeros_like(grad))
+    # The other rows are untouched by the rule.
+    allowed = np.asarray(mask) & np.asarray(masks.query_padding_mask(q_lengths, T))
+    np.testing.assert_allclose(out, numpy_attention(q, k, v, mask=allowed), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_additive_and_boolean_masks_together_do_not_overflow(implementation, dtype):
+    q, k, v = _inputs(seed=13, dtype=dtype)
+    most_negative = float(jnp.finfo(dtype).min)
+    bias = np.zeros((1, 1, T, S), np.float32)
+    bias[..., 3:] = most_negative  # an additive padding mask on top of the causal mask
+    bias = jnp.asarray(bias, dtype)
+    got = _call(implementation, q, k, v, bias=bias, is_causal=True)
+    assert np.all(np.isfinite(got.astype(np.float32)))
+    i, j = np.indices((T, S))
+    want = numpy_attention(
+        q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), mask=(j <= i) & (j < 3)
+    )
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=3e-2, atol=3e-2)
+
+
+def test_return_weights():
+    q, k, v = _inputs(seed=14)
+    mask = _rng_mask(15, (B, N, T, S))
+    out, weights = dot_product_attention(q, k, v, mask=mask, return_weights=True)
+    want_out, want_weights = numpy_attention(q, k, v, mask=mask, return_weights=True)
+    assert weights.shape == (B, N, T, S)
+    np.testing.assert_allclose(weights, want_weights, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(out, want_out, rtol=2e-5, atol=2e-5)
+
+
+def test_return_weights_needs_reference():
+    q, k, v = _inputs()
+    with pytest.raises(ValueError, match="return_weights=True needs implementation='reference'"):
+        dot_product_attention(q, k, v, implementation="blockwise", return_weights=True)
+
+
+def test_choose_implementation():
+    q, k, v = _inputs()
+    assert choose_implementation(q, k, v, return_weights=True) == "reference"
+    assert choose_implementation(q, k, v, return_weights=False, platform="cpu") == "blockwise"
+    assert choose_implementation(q, k, v, return_weights=False, platform="tpu") == "xla"
+    q16, k16, v16 = _inputs(H=64, dtype=jnp.bfloat16)
+    assert choose_implementation(q16, k16, v16, return_weights=False, platform="gpu") == "cudnn"
+    assert choose_implementation(q, k, v, return_weights=False, platform="gpu") == "xla"
+
+
+def test_jitted_call_does_not_retrace_for_same_shapes():
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def f(q, k, v, lengths):
+        return dot_product_attention(q, k, v, is_causal=True, key_value_seq_lengths=lengths)
+
+    q, k, v = _inputs(seed=16)
+    f(q, k, v, jnp.array([3, 7]))
+    q2, k2, v2 = _inputs(seed=17)
+    f(q2, k2, v2, jnp.array([5, 6]))  # new values, same shapes: no second trace
+    with pytest.raises(AssertionError):
+        f(*_inputs(seed=18, T=6), jnp.array([5, 6]))  # a new shape traces again
