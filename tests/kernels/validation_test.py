@@ -1,0 +1,101 @@
+"""Bad input gets a clear error that names the argument, the expected shape and what was given."""
+
+import jax.numpy as jnp
+import pytest
+
+from attn.kernels import attention, blockwise_attention, dot_product_attention
+
+q = jnp.zeros((2, 5, 4, 3))
+k = jnp.zeros((2, 7, 2, 3))
+v = jnp.zeros((2, 7, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "pattern"),
+    [
+        (
+            (q[0], k, v),
+            {},
+            ValueError,
+            r"query must have shape \[B, T, N, H\].*got shape \(5, 4, 3\)",
+        ),
+        (
+            (q, k[:1], v),
+            {},
+            ValueError,
+            r"key must have shape \[B, S, K, H\] = \[2, \?, \?, 3\].*\(1, 7, 2, 3\)",
+        ),
+        ((q, k[..., :2], v), {}, ValueError, r"key must have shape .*= \[2, \?, \?, 3\]"),
+        (
+            (q, k, v[:, :6]),
+            {},
+            ValueError,
+            r"value must have shape \[B, S, K, Hv\] = \[2, 7, 2, \?\].*\(2, 6, 2, 3\)",
+        ),
+        ((q[:, :, :3], k, v), {}, ValueError, r"N=3 .* multiple of .* K=2"),
+        ((q, k.astype(jnp.bfloat16), v), {}, TypeError, r"share one dtype.*float32, bfloat16"),
+        ((q.astype(jnp.int32), k, v), {}, TypeError, r"query must be a floating-point array"),
+        (
+            (q, k, v),
+            {"mask": jnp.ones((2, 4, 5, 6), bool)},
+            ValueError,
+            r"mask must broadcast to \[B, N, T, S\] = \[2, 4, 5, 7\].*\(2, 4, 5, 6\)",
+        ),
+        ((q, k, v), {"mask": jnp.ones((5, 7))}, TypeError, r"mask must be boolean.*float32.*bias"),
+        (
+            (q, k, v),
+            {"bias": jnp.ones((3, 1, 5, 7))},
+            ValueError,
+            r"bias must broadcast to \[B, N, T, S\]",
+        ),
+        (
+            (q, k, v),
+            {"key_value_seq_lengths": jnp.array([3, 4, 5])},
+            ValueError,
+            r"key_value_seq_lengths must have shape \[B\] = \[2\]",
+        ),
+        (
+            (q, k, v),
+            {"query_seq_lengths": jnp.array([3.0, 4.0])},
+            TypeError,
+            r"query_seq_lengths must be integer",
+        ),
+        ((q, k, v), {"local_window_size": (1, -1)}, ValueError, r"window sizes must be >= 0"),
+        (
+            (q, k, v),
+            {"implementation": "flash"},
+            ValueError,
+            r"implementation must be one of .*'blockwise'",
+        ),
+    ],
+)
+def test_dot_product_attention_errors(args, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        dot_product_attention(*args, **kwargs)
+
+
+def test_blockwise_rejects_bad_block_sizes():
+    with pytest.raises(ValueError, match="block_q and block_k must be >= 1"):
+        blockwise_attention(q, k, v, block_q=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "pattern"),
+    [
+        (
+            (q[0, :, 0], k[0, :, 0], v[0]),
+            {},
+            r"v must have shape \[S, Hv\] = \[7, \?\].*\(7, 2, 3\)",
+        ),
+        ((q[0, :, 0], k[0, :6, 0], v[0, :, 0]), {}, r"v must have shape \[S, Hv\] = \[6, \?\]"),
+        ((q[0, :, 0], k[0, :, 0, :2], v[0, :, 0]), {}, r"k must have shape \[S, H\] = \[\?, 3\]"),
+        (
+            (q[0, :, 0], k[0, :, 0], v[0, :, 0]),
+            {"mask": jnp.ones((5, 6), bool)},
+            r"mask must broadcast to \[T, S\] = \[5, 7\]",
+        ),
+    ],
+)
+def test_single_head_attention_errors(args, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        attention(*args, **kwargs)
