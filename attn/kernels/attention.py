@@ -31,7 +31,9 @@ def masked_softmax(logits: Array, mask: Array | None) -> Array:
     """Softmax over the last axis where masked entries get weight exactly 0.
 
     Rows with no attendable entry get all-zero weights (not the uniform row a plain softmax of
-    equal masked logits would give), and their gradient is zero and finite.
+    equal masked logits would give), and their gradient is zero and finite. Logits below
+    `mask_value` (an additive -inf bias) are clamped to it: such keys get weight 0 next to any
+    larger logit, and a row whose attendable logits are all clamped spreads evenly over them.
 
     Args:
       logits: [..., S] float32 or float64 logits.
@@ -44,9 +46,10 @@ def masked_softmax(logits: Array, mask: Array | None) -> Array:
     logits = jnp.maximum(logits, floor)  # an additive -inf / finfo.min bias stays finite
     if mask is None:
         return jax.nn.softmax(logits, axis=-1)
-    logits = jnp.where(mask, logits, floor)
-    weights = jax.nn.softmax(logits, axis=-1)
-    return jnp.where(mask, weights, 0.0)
+    row_max = jnp.max(jnp.where(mask, logits, floor), axis=-1, keepdims=True)
+    unnormalised = jnp.where(mask, jnp.exp(jnp.where(mask, logits, floor) - row_max), 0.0)
+    total = jnp.sum(unnormalised, axis=-1, keepdims=True)
+    return unnormalised / jnp.where(total > 0, total, 1.0)
 
 
 def attention(

@@ -11,7 +11,8 @@ only out and the log-sum-exp L = m + log l and recomputes each block's probabili
 p = e^(s − L): dV_j += pᵀ dO,  dS = p ⊙ (dO V_jᵀ − rowsum(dO ⊙ O)),  dQ += dS K_j,  dK_j += dSᵀ Q.
 
 Blocks that the causal triangle, the local window, the sequence lengths or the mask hide entirely
-are never computed, so causal attention does about half the work of full attention. Sequence
+are never computed, so causal attention does about half the work of full attention (under
+`jax.vmap` the skip turns into a select and every block is computed, with the same result). Sequence
 lengths need not be multiples of the block sizes. Numerics follow `attn.kernels.attention`:
 float32 logits and softmax, masked logits at a finite large negative value, output 0 and gradient 0
 for a query that may attend to no key.
@@ -105,8 +106,15 @@ def blockwise_attention(
 
     Returns:
       out[B, T, N, Hv] in the dtype of `query`.
+
+    The gradient is a custom VJP: reverse mode (any order) works, forward mode (`jax.jvp`,
+    `jax.jacfwd`) does not; use implementation="reference" for those.
     """
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    query_seq_lengths, key_value_seq_lengths = (
+        None if lengths is None else jnp.asarray(lengths)
+        for lengths in (query_seq_lengths, key_value_seq_lengths)
+    )
     check_multihead(
         query,
         key,
@@ -117,11 +125,18 @@ def blockwise_attention(
         key_value_seq_lengths=key_value_seq_lengths,
         implementation="blockwise",
     )
-    if block_q < 1 or block_k < 1:
-        raise ValueError(f"block_q and block_k must be >= 1, got {block_q} and {block_k}")
+    if not (
+        isinstance(block_q, int) and isinstance(block_k, int) and block_q >= 1 and block_k >= 1
+    ):
+        raise ValueError(f"block_q and block_k must be ints >= 1, got {block_q!r} and {block_k!r}")
     B, T, N, H = query.shape
     S, K = key.shape[1], key.shape[2]
     G = N // K
+    if T == 0 or S == 0:  # no query, or nothing to attend to: every output row is 0
+        return jnp.zeros((B, T, N, value.shape[-1]), query.dtype)
+    static_scale = _concrete_scale(scale, H)
+    if static_scale is None:  # a traced scale (learned temperature): fold it into the queries
+        query = query * jnp.asarray(scale, query.dtype)
     block_q, block_k = min(block_q, T), min(block_k, S)
     plan = _Plan(
         T=T,
@@ -130,7 +145,7 @@ def blockwise_attention(
         block_k=block_k,
         num_q_blocks=-(-T // block_q),
         num_k_blocks=-(-S // block_k),
-        scale=float(1.0 / np.sqrt(H) if scale is None else scale),
+        scale=1.0 if static_scale is None else static_scale,
         is_causal=bool(is_causal),
         window=None if local_window_size is None else masks_lib.normalize_window(local_window_size),
         has_bias=bias is not None,
@@ -188,6 +203,16 @@ def block_schedule(
         left, right = masks_lib.normalize_window(local_window_size)
         visible &= (k_first - q_last <= right) & (k_last - q_first >= -left)
     return visible
+
+
+def _concrete_scale(scale, head_dim: int) -> float | None:
+    """The scale as a Python float (1/sqrt(H) by default), or None when it is traced."""
+    if scale is None:
+        return float(1.0 / np.sqrt(head_dim))
+    try:
+        return float(scale)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return None
 
 
 def _pad_axis(x: Array, axis: int, size: int, value=0) -> Array:
@@ -284,15 +309,6 @@ def _logits(q_i, k_j, bias5, i, j, plan: _Plan):
     return s
 
 
-def _visible_range(row: Array) -> tuple[Array, Array]:
-    """First and one-past-last index of the True entries of a bool vector ((0, 0) if none)."""
-    n = row.shape[0]
-    any_visible = jnp.any(row)
-    first = jnp.argmax(row)
-    last = n - jnp.argmax(row[::-1])
-    return jnp.where(any_visible, first, 0), jnp.where(any_visible, last, 0)
-
-
 def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan):
     """Returns out[B, K, G, T_pad, Hv] and the log-sum-exp L[B, K, G, T_pad], compute dtype."""
     B, K, G = q.shape[:3]
@@ -331,8 +347,7 @@ def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan)
             jnp.zeros((B, K, G, bq), dtype),
             jnp.zeros((B, K, G, bq, Hv), dtype),
         )
-        first, last = _visible_range(visible[i])
-        m, l, acc = lax.fori_loop(first, last, maybe_key_block, state)
+        m, l, acc = lax.fori_loop(0, plan.num_k_blocks, maybe_key_block, state)
         attended = l > 0
         safe_l = jnp.where(attended, l, 1.0)
         out = jnp.where(attended[..., None], acc / safe_l[..., None], 0.0)
@@ -407,8 +422,7 @@ def _flash_backward(plan: _Plan, residuals, d_out):
             jnp.zeros((B, K, bk, k.shape[-1]), dtype),
             jnp.zeros((B, K, bk, v.shape[-1]), dtype),
         )
-        first, last = _visible_range(visible[:, j])
-        dq, d_bias, dk_j, dv_j = lax.fori_loop(first, last, maybe_query_block, state)
+        dq, d_bias, dk_j, dv_j = lax.fori_loop(0, plan.num_q_blocks, maybe_query_block, state)
         return (dq, d_bias), (dk_j, dv_j)
 
     dq0 = jnp.zeros(q.shape, dtype)

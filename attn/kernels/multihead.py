@@ -16,35 +16,45 @@ import jax
 import jax.numpy as jnp
 
 from attn.kernels import masks as masks_lib
-from attn.kernels.attention import attention
+from attn.kernels.attention import attention, mask_value
 from attn.kernels.blockwise import blockwise_attention
 from attn.kernels.validation import check_multihead
 from attn.typing import Array, ArrayLike
 
 
 def choose_implementation(
-    query: Array, key: Array, value: Array, *, return_weights: bool, platform: str | None = None
+    query: Array,
+    key: Array,
+    value: Array,
+    *,
+    return_weights: bool,
+    has_bias: bool = False,
+    local_window_size: tuple[int, int] | None = None,
+    platform: str | None = None,
 ) -> str:
     """The implementation `implementation=None` resolves to.
 
     - `return_weights=True` needs the materialised weights: "reference".
-    - CPU: "blockwise", which measured faster than "xla" from T = S = 32 up (it stays in cache and
-      skips masked blocks; benchmarks/README.md).
-    - GPU: "cudnn" for float16/bfloat16 with equal q/k/v head dims that are multiples of 8 up to
-      128 (the fused flash kernel), else "xla". TPU and others: "xla".
+    - CPU, float64 inputs (`jax.nn` runs its softmax in float32), or a value head dim that differs
+      from the query's (`jax.nn` needs them equal): "blockwise". On the CPU it measured faster
+      than "xla" from T = S = 32 up (it stays in cache and skips masked blocks;
+      benchmarks/README.md).
+    - CUDA GPU: "cudnn" (the fused flash kernel) for float16/bfloat16, H = Hv a multiple of 8 up
+      to 128, no bias and no local window; otherwise "xla". TPU and others: "xla".
     """
     if return_weights:
         return "reference"
     platform = platform or jax.default_backend()
     head_dim, value_dim = query.shape[-1], value.shape[-1]
-    if platform == "cpu":
+    if platform == "cpu" or query.dtype == jnp.float64 or head_dim != value_dim:
         return "blockwise"
     if (
         platform in ("gpu", "cuda")
         and query.dtype in (jnp.float16, jnp.bfloat16)
-        and head_dim == value_dim
         and head_dim % 8 == 0
         and head_dim <= 128
+        and not has_bias
+        and local_window_size is None
     ):
         return "cudnn"
     return "xla"
@@ -96,6 +106,10 @@ def dot_product_attention(
       out[B, T, N, Hv], or (out, weights[B, N, T, S] float32) when `return_weights`.
     """
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    query_seq_lengths, key_value_seq_lengths = (
+        None if lengths is None else jnp.asarray(lengths)
+        for lengths in (query_seq_lengths, key_value_seq_lengths)
+    )
     check_multihead(
         query,
         key,
@@ -109,7 +123,14 @@ def dot_product_attention(
     if local_window_size is not None:
         local_window_size = masks_lib.normalize_window(local_window_size)
     if implementation is None:
-        implementation = choose_implementation(query, key, value, return_weights=return_weights)
+        implementation = choose_implementation(
+            query,
+            key,
+            value,
+            return_weights=return_weights,
+            has_bias=bias is not None,
+            local_window_size=local_window_size,
+        )
     if return_weights and implementation != "reference":
         raise ValueError(
             f"dot_product_attention: return_weights=True needs implementation='reference' "
@@ -159,7 +180,12 @@ def _vmapped_reference(query, key, value, bias, mask, scale):
 
 
 def _jax_nn(query, key, value, bias, mask, combined, scale, implementation, **structure):
-    """`jax.nn.dot_product_attention`, with fully masked query rows set to 0 (not mean(V))."""
+    """`jax.nn.dot_product_attention`, with fully masked query rows set to 0 (not mean(V)).
+
+    The bias is clamped to half the mask value, so that a key `jax.nn` masks (at 0.7 × the most
+    negative float32) always loses to an allowed key with a very negative bias; it stays float32
+    for "xla" and takes the query dtype only for "cudnn", which requires it.
+    """
     if value.shape[-1] != query.shape[-1]:
         raise ValueError(
             f"dot_product_attention: implementation={implementation!r} needs value[B, S, K, H] "
@@ -167,7 +193,12 @@ def _jax_nn(query, key, value, bias, mask, combined, scale, implementation, **st
             "use 'reference' or 'blockwise'"
         )
     if bias is not None:
-        bias = jnp.asarray(bias, query.dtype)
+        bias = jnp.maximum(jnp.asarray(bias, jnp.float32), 0.5 * mask_value(jnp.float32))
+        if implementation == "cudnn":
+            bias = bias.astype(query.dtype)
+    for name in ("query_seq_lengths", "key_value_seq_lengths"):
+        if structure[name] is not None:
+            structure[name] = structure[name].astype(jnp.int32)
     out = jax.nn.dot_product_attention(
         query, key, value, bias, mask, scale=scale, implementation=implementation, **structure
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax.numpy as jnp
+from jax import lax
 
 from attn.typing import Array, ArrayLike
 
@@ -96,7 +97,7 @@ def cosine(q: ArrayLike, k: ArrayLike, temperature: float = 1.0, eps: float = 1e
       q: [T, H] queries.
       k: [S, H] keys.
       temperature: divides the cosine; small values sharpen the softmax that follows.
-      eps: floor on the norms, so zero vectors give score 0 instead of NaN.
+      eps: floor on the norms, so zero vectors give score 0 and a finite gradient, not NaN.
 
     Returns:
       [T, S] logits in [-1/temperature, 1/temperature].
@@ -104,8 +105,10 @@ def cosine(q: ArrayLike, k: ArrayLike, temperature: float = 1.0, eps: float = 1e
     acc = accumulation_dtype(q, k)
     q = jnp.asarray(q, acc)
     k = jnp.asarray(k, acc)
-    q_unit = q / jnp.maximum(jnp.linalg.norm(q, axis=-1, keepdims=True), eps)
-    k_unit = k / jnp.maximum(jnp.linalg.norm(k, axis=-1, keepdims=True), eps)
+    # x / max(|x|, eps), written with rsqrt of the clamped squared norm so that the gradient at a
+    # zero vector is finite (the gradient of |x| at 0 is 0/0).
+    q_unit = q * lax.rsqrt(jnp.maximum(jnp.sum(q * q, axis=-1, keepdims=True), eps**2))
+    k_unit = k * lax.rsqrt(jnp.maximum(jnp.sum(k * k, axis=-1, keepdims=True), eps**2))
     return dot(q_unit, k_unit) / temperature
 
 

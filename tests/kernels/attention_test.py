@@ -160,3 +160,15 @@ def test_check_grads_float64_reference(x64, score):
         return attention(q, k, v, mask=mask, bias=bias, score=score, score_params=params)[0]
 
     check_grads(f, (q, k, v, bias, params), order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
+
+
+def test_cosine_gradient_at_a_zero_vector_is_finite():
+    grad = jax.grad(lambda q: jnp.sum(scores.cosine(q, jnp.ones((2, 3)))))(jnp.zeros((1, 3)))
+    assert np.all(np.isfinite(grad))
+
+
+def test_very_negative_bias_on_every_allowed_key_spreads_over_the_allowed_keys():
+    mask = jnp.array([[True, True, False, False]])
+    bias = jnp.array([[-jnp.inf, -jnp.inf, 0.0, 0.0]])
+    _, weights = attention(jnp.zeros((1, 2)), jnp.zeros((4, 2)), jnp.eye(4), mask=mask, bias=bias)
+    np.testing.assert_allclose(weights, [[0.5, 0.5, 0.0, 0.0]])

@@ -266,3 +266,89 @@ def test_jitted_call_does_not_retrace_for_same_shapes():
     f(q2, k2, v2, jnp.array([5, 6]))  # new values, same shapes: no second trace
     with pytest.raises(AssertionError):
         f(*_inputs(seed=18, T=6), jnp.array([5, 6]))  # a new shape traces again
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_padding_bias_at_float32_min_with_causal_mask(implementation):
+    """A Hugging Face-style additive padding bias (float32 min on left-padded keys) together with
+    the causal mask: a query whose causal keys are all padding spreads over them evenly, never
+    over keys the boolean mask hides, and every implementation agrees."""
+    q, k, v = _inputs(seed=19, T=S)
+    bias = np.zeros((B, 1, 1, S), np.float32)
+    bias[0, ..., :3] = np.finfo(np.float32).min  # example 0: first 3 keys are padding
+    got = _call(implementation, q, k, v, bias=jnp.asarray(bias), is_causal=True)
+    i, j = np.indices((S, S))
+    allowed = np.broadcast_to(j <= i, (B, 1, S, S)) & (bias > -1)
+    want = numpy_attention(q, k, v, mask=allowed)
+    # Queries 0..2 of example 0 see only padding: the mean of their causal (padding) values.
+    for t in range(3):
+        want[0, t] = np.asarray(v, np.float64)[0, : t + 1].mean(0).repeat(N // K, axis=0)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_bfloat16_inputs_keep_a_float32_bias(implementation):
+    """A large smooth bias (ALiBi far from the diagonal) must not be rounded to bfloat16."""
+    q, k, v = _inputs(seed=20, dtype=jnp.bfloat16)
+    bias = jnp.asarray(-300.0 - 0.5 * np.arange(S, dtype=np.float32))  # [S], broadcast
+    got = _call(implementation, q * 0, k, v, bias=bias)  # logits = bias alone
+    weights = np.exp(-0.5 * np.arange(S))
+    weights /= weights.sum()
+    want = np.einsum("s,bskh->bkh", weights, np.asarray(v, np.float32)).repeat(N // K, axis=1)
+    np.testing.assert_allclose(
+        got.astype(np.float32), np.broadcast_to(want[:, None], got.shape), atol=3e-2
+    )
+
+
+def test_choose_implementation_avoids_paths_that_reject_the_input():
+    q, k, v = _inputs(Hv=6)
+    assert choose_implementation(q, k, v, return_weights=False, platform="tpu") == "blockwise"
+    with jax.enable_x64(True):
+        q64, k64, v64 = _inputs(dtype=jnp.float64)
+        assert choose_implementation(q64, k64, v64, return_weights=False, platform="gpu") == (
+            "blockwise"
+        )
+    q16, k16, v16 = _inputs(H=64, dtype=jnp.bfloat16)
+    kwargs = {"return_weights": False, "platform": "gpu"}
+    assert choose_implementation(q16, k16, v16, has_bias=True, **kwargs) == "xla"
+    assert choose_implementation(q16, k16, v16, local_window_size=(4, 0), **kwargs) == "xla"
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_traced_scale_and_its_gradient(implementation):
+    q, k, v = _inputs(seed=21)
+
+    def loss(scale):
+        return jnp.sum(jnp.sin(_call(implementation, q, k, v, scale=scale, is_causal=True)))
+
+    value, grad = jax.jit(jax.value_and_grad(loss))(0.3)
+    i, j = np.indices((T, S))
+    want = np.sum(np.sin(numpy_attention(q, k, v, scale=0.3, mask=j <= i)))
+    np.testing.assert_allclose(value, want, rtol=1e-5)
+    eps = 1e-3
+    numeric = (loss(0.3 + eps) - loss(0.3 - eps)) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=2e-2)
+
+
+@pytest.mark.parametrize("implementation", ("reference", "blockwise"))
+def test_second_order_gradients(implementation):
+    q, k, v = _inputs(seed=22)
+
+    def gradient_norm(q, k, v, impl):
+        grad = jax.grad(lambda q: jnp.sum(_call(impl, q, k, v, is_causal=True) ** 2))(q)
+        return jnp.sum(grad**2)
+
+    got = jax.grad(gradient_norm)(q, k, v, implementation)
+    with jax.enable_x64(True):
+        q64, k64, v64 = (x.astype(jnp.float64) for x in (q, k, v))
+        want = jax.grad(gradient_norm)(q64, k64, v64, "reference")
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_empty_keys_give_zero_output(implementation):
+    if implementation == "xla":
+        pytest.skip("jax.nn.dot_product_attention cannot take S = 0 keys")
+    q, k, v = _inputs()
+    out = _call(implementation, q, k[:, :0], v[:, :0])
+    np.testing.assert_array_equal(out, np.zeros((B, T, N, H)))

@@ -1,0 +1,451 @@
+"""Causal self-attention on the CPU: attn's kernels against `jax.nn.dot_product_attention`.
+
+Run:
+
+    python benchmarks/attention.py           # or: make bench
+    python benchmarks/attention.py --quick   # smoke run: T = 512, 1024, one repeat
+
+What it measures, on the same inputs in the same run (B=1, N=8 heads, H=64, float32, T = S,
+inputs [B, T, N, H], is_causal=True):
+
+  - "reference": `attn.kernels.dot_product_attention(..., implementation="reference")`
+  - "blockwise": `attn.kernels.dot_product_attention(..., implementation="blockwise")`, or
+    `attn.kernels.blockwise_attention(..., block_q=, block_k=)` when a block size is given
+  - "xla": `jax.nn.dot_product_attention(..., implementation="xla")`, the baseline
+
+each as "forward" (jit of the call) and "forward+backward" (jit of jax.grad of
+sum(out · fixed random cotangent) with respect to q, k and v). Columns:
+
+  - ms: best of --repeats calls after one untimed warm-up call.
+  - compile s: trace + XLA compile time, measured separately.
+  - peak MiB (XLA plan): temp + argument + output bytes of the compiled executable's
+    `memory_analysis()`; deterministic. A configuration whose plan exceeds --memory-limit-gb is
+    not run ("skipped: needs N GiB").
+  - GFLOP/s and % of the matmul peak. FLOPs count the causal work only, for every implementation:
+    forward = 4·B·N·T·S·H / 2 = 2·B·N·T²·H; forward+backward = 3.5 × forward (the FlashAttention-2
+    paper's convention: backward = 2.5 × forward). The matmul peak is measured in the same run:
+    the best GFLOP/s of a jitted float32 [n, n] @ [n, n], n = 2048 and 4096.
+  - xla ms / ms: the speedup over "xla" at the same T and pass.
+
+A configuration whose estimated time exceeds --max-seconds-per-call is not run
+("skipped: ~N s estimated"); the estimate is the time of the same implementation and pass at the
+last measured length, scaled quadratically (× 4 per doubling of T).
+
+The report (machine, conventions, Markdown table, and PASS/FAIL targets) goes to stdout and, with
+--output, to a file, ready to paste into benchmarks/README.md. Progress goes to stderr.
+
+Flags:
+  --lengths T [T ...]          sequence lengths (default 1024 2048 4096 8192 16384 32768)
+  --repeats R                  timed calls per configuration, best reported (default 3)
+  --block-q, --block-k         blockwise block sizes (default: the kernel's defaults)
+  --memory-limit-gb G          skip configurations whose planned peak exceeds G GiB (default 20)
+  --max-seconds-per-call S     skip configurations estimated to take more than S s (default 120)
+  --output PATH                also write the report to PATH
+  --quick                      lengths 512 1024 and one repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+
+import attn.kernels
+from attn.kernels import blockwise
+
+B, N, H = 1, 8, 64
+DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)
+QUICK_LENGTHS = (512, 1024)
+IMPLEMENTATIONS = ("reference", "blockwise", "xla")
+PASSES = ("forward", "forward+backward")
+BACKWARD_FACTOR = 3.5  # forward+backward FLOPs / forward FLOPs (FlashAttention-2)
+MATMUL_SIZES = (2048, 4096)
+MATMUL_REPEATS = 5
+TARGET_T = 4096
+LARGEST_T = 32768
+GIB = 2**30
+MIB = 2**20
+
+Attend = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass
+class Row:
+    """One (implementation, pass, T) configuration and what was measured for it."""
+
+    implementation: str
+    pass_name: str
+    T: int
+    compile_s: float
+    peak_bytes: int
+    ms: float | None = None
+    skipped: str | None = None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--block-q", type=int, default=None)
+    parser.add_argument("--block-k", type=int, default=None)
+    parser.add_argument("--memory-limit-gb", type=float, default=20.0)
+    parser.add_argument("--max-seconds-per-call", type=float, default=120.0)
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.lengths, args.repeats = list(QUICK_LENGTHS), 1
+    return args
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def machine_line() -> str:
+    today = datetime.date.today().isoformat()
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__}, "
+        f"jaxlib {jaxlib.__version__}, backend {jax.default_backend()}; {today}"
+    )
+
+
+def block_sizes(args: argparse.Namespace) -> dict[str, int]:
+    """The block sizes given on the command line (empty: the kernel's defaults)."""
+    sizes = {"block_q": args.block_q, "block_k": args.block_k}
+    return {name: size for name, size in sizes.items() if size is not None}
+
+
+def attention_function(implementation: str, sizes: dict[str, int]) -> Attend:
+    if implementation == "xla":
+        return lambda q, k, v: jax.nn.dot_product_attention(
+            q, k, v, is_causal=True, implementation="xla"
+        )
+    if implementation == "blockwise" and sizes:
+        return lambda q, k, v: attn.kernels.blockwise_attention(q, k, v, is_causal=True, **sizes)
+    return lambda q, k, v: attn.kernels.dot_product_attention(
+        q, k, v, is_causal=True, implementation=implementation
+    )
+
+
+def pass_function(attend: Attend, pass_name: str) -> Callable:
+    if pass_name == "forward":
+        return attend
+
+    def loss(q: jax.Array, k: jax.Array, v: jax.Array, cotangent: jax.Array) -> jax.Array:
+        return jnp.sum(attend(q, k, v) * cotangent)
+
+    return jax.grad(loss, argnums=(0, 1, 2))
+
+
+def make_inputs(T: int, seed: int = 0) -> dict[str, tuple[jax.Array, ...]]:
+    """q, k, v [B, T, N, H] and a cotangent for the backward pass, the same for every kernel."""
+    keys = jax.random.split(jax.random.key(seed), 4)
+    q, k, v, cotangent = (jax.random.normal(key, (B, T, N, H), jnp.float32) for key in keys)
+    return {"forward": (q, k, v), "forward+backward": (q, k, v, cotangent)}
+
+
+def compile_timed(fn: Callable, args: tuple[jax.Array, ...]) -> tuple[jax.stages.Compiled, float]:
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def planned_peak_bytes(compiled: jax.stages.Compiled) -> int:
+    stats = compiled.memory_analysis()
+    return stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+
+
+def best_ms(compiled: Callable, args: tuple[jax.Array, ...], repeats: int) -> float:
+    """Best wall time of `repeats` calls, after one untimed warm-up call."""
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+def matmul_peak_gflops() -> tuple[float, dict[int, float]]:
+    """Best float32 [n, n] @ [n, n] GFLOP/s over MATMUL_SIZES, and the figure for each n."""
+    by_size = {}
+    for n in MATMUL_SIZES:
+        a, b = jax.random.normal(jax.random.key(n), (2, n, n), jnp.float32)
+        compiled, _ = compile_timed(jnp.matmul, (a, b))
+        by_size[n] = 2 * n**3 / (1e6 * best_ms(compiled, (a, b), MATMUL_REPEATS))
+        progress(f"matmul n={n}: {by_size[n]:.1f} GFLOP/s")
+    return max(by_size.values()), by_size
+
+
+def block_product_gflops(block_q: int, block_k: int) -> float:
+    """GFLOP/s of the blockwise kernel's per-block score product, alone: the batched float32
+    [N, block_q, H] x [N, H, block_k] einsum that each visible block starts with."""
+    q = jax.random.normal(jax.random.key(1), (N, block_q, H), jnp.float32)
+    k = jax.random.normal(jax.random.key(2), (N, block_k, H), jnp.float32)
+    product = functools.partial(jnp.einsum, "NqH,NkH->Nqk")
+    compiled, _ = compile_timed(product, (q, k))
+    gflops = 2 * N * block_q * block_k * H / (1e6 * best_ms(compiled, (q, k), MATMUL_REPEATS * 4))
+    progress(f"block product {block_q}x{block_k}: {gflops:.1f} GFLOP/s")
+    return gflops
+
+
+def attention_flops(T: int, pass_name: str) -> float:
+    forward = 2 * B * N * T * T * H  # causal: half of 4·B·N·T·S·H
+    return forward * (BACKWARD_FACTOR if pass_name == "forward+backward" else 1.0)
+
+
+def estimated_seconds(last: tuple[int, float] | None, T: int) -> float | None:
+    """Quadratic extrapolation from the last measured (T, seconds) of the same configuration."""
+    if last is None:
+        return None
+    last_T, last_s = last
+    return last_s * (T / last_T) ** 2
+
+
+def run_configuration(
+    implementation: str,
+    pass_name: str,
+    T: int,
+    inputs: tuple[jax.Array, ...],
+    args: argparse.Namespace,
+    last: tuple[int, float] | None,
+) -> Row:
+    fn = pass_function(attention_function(implementation, block_sizes(args)), pass_name)
+    compiled, compile_s = compile_timed(fn, inputs)
+    row = Row(implementation, pass_name, T, compile_s, planned_peak_bytes(compiled))
+    estimate = estimated_seconds(last, T)
+    if row.peak_bytes > args.memory_limit_gb * GIB:
+        row.skipped = f"skipped: needs {row.peak_bytes / GIB:.1f} GiB"
+    elif estimate is not None and estimate > args.max_seconds_per_call:
+        row.skipped = f"skipped: ~{estimate:,.1f} s estimated"
+    else:
+        row.ms = best_ms(compiled, inputs, args.repeats)
+    return row
+
+
+def run_all(args: argparse.Namespace) -> list[Row]:
+    rows = []
+    last_measured: dict[tuple[str, str], tuple[int, float]] = {}
+    for T in sorted(args.lengths):
+        inputs = make_inputs(T)
+        for pass_name in PASSES:
+            for implementation in IMPLEMENTATIONS:
+                config = (implementation, pass_name)
+                row = run_configuration(
+                    implementation, pass_name, T, inputs[pass_name], args, last_measured.get(config)
+                )
+                if row.ms is not None:
+                    last_measured[config] = (T, row.ms / 1e3)
+                result = row.skipped or f"{row.ms:.1f} ms"
+                progress(f"{implementation:9s} {pass_name:16s} T={T:6d}: {result}")
+                rows.append(row)
+    return rows
+
+
+def find(rows: list[Row], implementation: str, pass_name: str, T: int) -> Row | None:
+    for row in rows:
+        if (row.implementation, row.pass_name, row.T) == (implementation, pass_name, T):
+            return row
+    return None
+
+
+def speedup_over_xla(rows: list[Row], row: Row) -> float | None:
+    xla = find(rows, "xla", row.pass_name, row.T)
+    if row.ms is None or xla is None or xla.ms is None:
+        return None
+    return xla.ms / row.ms
+
+
+def table_line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def row_cells(rows: list[Row], row: Row, peak_gflops: float) -> list[str]:
+    head = [row.implementation, row.pass_name, str(row.T)]
+    compile_and_memory = [f"{row.compile_s:.2f}", f"{row.peak_bytes / MIB:,.1f}"]
+    if row.ms is None:
+        return [*head, str(row.skipped), *compile_and_memory, "", "", ""]
+    gflops = attention_flops(row.T, row.pass_name) / (1e6 * row.ms)
+    speedup = speedup_over_xla(rows, row)
+    return [
+        *head,
+        f"{row.ms:,.1f}",
+        *compile_and_memory,
+        f"{gflops:.1f}",
+        f"{100 * gflops / peak_gflops:.0f}%",
+        "" if speedup is None else f"{speedup:.2f}x",
+    ]
+
+
+def table(rows: list[Row], peak_gflops: float) -> list[str]:
+    header = [
+        "implementation",
+        "pass",
+        "T",
+        "ms",
+        "compile s",
+        "peak MiB (XLA plan)",
+        "GFLOP/s",
+        "% matmul peak",
+        "xla ms / ms",
+    ]
+    align = ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]
+    ordered = sorted(
+        rows,
+        key=lambda r: (PASSES.index(r.pass_name), r.T, IMPLEMENTATIONS.index(r.implementation)),
+    )
+    body = [table_line(row_cells(rows, row, peak_gflops)) for row in ordered]
+    return [table_line(header), table_line(align), *body]
+
+
+def verdict(ok: bool | None) -> str:
+    return {True: "PASS", False: "FAIL", None: "N/A "}[ok]
+
+
+def speed_target(rows: list[Row], pass_name: str, factor: float) -> str:
+    row = find(rows, "blockwise", pass_name, TARGET_T)
+    speedup = None if row is None else speedup_over_xla(rows, row)
+    measured = "not measured" if speedup is None else f"{speedup:.2f}x"
+    ok = None if speedup is None else speedup >= factor
+    return (
+        f"- {verdict(ok)} blockwise {pass_name} at T={TARGET_T} at least {factor:g}x faster "
+        f"than xla: {measured}"
+    )
+
+
+def peak_fraction_target(rows: list[Row], peak_gflops: float, fraction: float) -> str:
+    row = find(rows, "blockwise", "forward", TARGET_T)
+    if row is None or row.ms is None:
+        ok, measured = None, "not measured"
+    else:
+        achieved = attention_flops(TARGET_T, "forward") / (1e6 * row.ms) / peak_gflops
+        ok, measured = achieved >= fraction, f"{100 * achieved:.0f}%"
+    return (
+        f"- {verdict(ok)} blockwise forward at T={TARGET_T} at least {100 * fraction:.0f}% of "
+        f"the matmul peak: {measured}"
+    )
+
+
+def long_sequence_target(rows: list[Row], memory_limit_gb: float) -> str:
+    ours = find(rows, "blockwise", "forward+backward", LARGEST_T)
+    xla = find(rows, "xla", "forward+backward", LARGEST_T)
+    if ours is None or xla is None:
+        ok, measured = None, f"T={LARGEST_T} not in --lengths"
+    else:
+        xla_fits = xla.peak_bytes <= memory_limit_gb * GIB
+        ok = ours.ms is not None and not xla_fits
+        measured = (
+            f"blockwise {'completes' if ours.ms is not None else ours.skipped}, "
+            f"xla plans {xla.peak_bytes / GIB:.1f} GiB (limit {memory_limit_gb:g} GiB)"
+        )
+    return (
+        f"- {verdict(ok)} T={LARGEST_T} forward+backward: blockwise completes while xla cannot "
+        f"fit: {measured}"
+    )
+
+
+def linear_memory_target(rows: list[Row], pass_name: str) -> str:
+    measured = sorted(
+        (r for r in rows if r.implementation == "blockwise" and r.pass_name == pass_name),
+        key=lambda r: r.T,
+    )
+    measured = [r for r in measured if r.ms is not None]
+    if len(measured) < 2:
+        ok, detail = None, "fewer than two measured lengths"
+    else:
+        small, large = measured[-2], measured[-1]
+        memory_ratio, length_ratio = large.peak_bytes / small.peak_bytes, large.T / small.T
+        ok = memory_ratio <= 1.3 * length_ratio
+        detail = (
+            f"T {small.T} → {large.T} (x{length_ratio:g}): planned peak x{memory_ratio:.2f} "
+            f"(linear if <= x{1.3 * length_ratio:.2f})"
+        )
+    return f"- {verdict(ok)} blockwise {pass_name} peak memory grows linearly in T: {detail}"
+
+
+def targets(rows: list[Row], peak_gflops: float, memory_limit_gb: float) -> list[str]:
+    return [
+        "## Targets",
+        "",
+        speed_target(rows, "forward", 3.0),
+        peak_fraction_target(rows, peak_gflops, 0.6),
+        speed_target(rows, "forward+backward", 2.0),
+        long_sequence_target(rows, memory_limit_gb),
+        linear_memory_target(rows, "forward"),
+        linear_memory_target(rows, "forward+backward"),
+    ]
+
+
+def blockwise_blocks(args: argparse.Namespace) -> tuple[int, int]:
+    """The (block_q, block_k) the blockwise rows run with."""
+    sizes = block_sizes(args)
+    return (
+        sizes.get("block_q", blockwise.DEFAULT_BLOCK_Q),
+        sizes.get("block_k", blockwise.DEFAULT_BLOCK_K),
+    )
+
+
+def header(
+    args: argparse.Namespace, peak_gflops: float, by_size: dict[int, float], block_gflops: float
+) -> list[str]:
+    block_q, block_k = blockwise_blocks(args)
+    matmuls = ", ".join(f"n={n}: {g:.1f}" for n, g in by_size.items())
+    return [
+        "# Causal self-attention benchmark",
+        "",
+        f"- Machine: {machine_line()}",
+        f"- Shapes: B={B}, N={N}, H={H}, float32, is_causal=True, T = S, inputs [B, T, N, H]",
+        f"- Matmul peak: {peak_gflops:.1f} GFLOP/s (best float32 [n, n] @ [n, n] of "
+        f"{MATMUL_REPEATS} calls; {matmuls} GFLOP/s)",
+        "- FLOPs: forward = 2·B·N·T²·H (causal: half of 4·B·N·T·S·H); forward+backward = "
+        f"{BACKWARD_FACTOR} x forward (FlashAttention-2 convention: backward = 2.5 x forward)",
+        f"- blockwise: block_q={block_q}, block_k={block_k}; its per-block score product alone "
+        f"([{N}, {block_q}, {H}] x [{N}, {H}, {block_k}]) runs at {block_gflops:.1f} GFLOP/s "
+        f"({block_gflops / peak_gflops:.0%} of the matmul peak)",
+        f"- ms: best of {args.repeats} after one untimed warm-up call; compile s: trace + "
+        "compile; peak: temp + argument + output of the compiled executable's memory analysis",
+        f"- Skipped: planned peak > {args.memory_limit_gb:g} GiB, or estimated time > "
+        f"{args.max_seconds_per_call:g} s per call (last measured length, scaled by T²)",
+        "",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    peak_gflops, by_size = matmul_peak_gflops()
+    block_gflops = block_product_gflops(*blockwise_blocks(args))
+    rows = run_all(args)
+    report = [
+        *header(args, peak_gflops, by_size, block_gflops),
+        *table(rows, peak_gflops),
+        "",
+        *targets(rows, peak_gflops, args.memory_limit_gb),
+    ]
+    text = "\n".join(report) + "\n"
+    print(text, end="")
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
