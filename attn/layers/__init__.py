@@ -1,0 +1,37 @@
+"""`flax.nnx` modules that own parameters and call `attn.kernels`."""
+
+from attn.layers.attention import AttentionWeights, MultiHeadAttention, collect_attention_weights
+from attn.layers.blocks import TransformerBlock
+from attn.layers.feedforward import MLP, GatedMLP
+from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
+from attn.layers.position import (
+    LearnedPositions,
+    RelativePositionBias,
+    SinusoidalPositions,
+    alibi_bias,
+    alibi_slopes,
+    rotary_embedding,
+    sincos_2d_encoding,
+    sinusoidal_encoding,
+    sinusoidal_rotation,
+)
+
+__all__ = [
+    "MLP",
+    "AttentionWeights",
+    "GatedLinearUnit",
+    "GatedMLP",
+    "LearnedPositions",
+    "MultiHeadAttention",
+    "RelativePositionBias",
+    "SinusoidalPositions",
+    "SqueezeExcitation",
+    "TransformerBlock",
+    "alibi_bias",
+    "alibi_slopes",
+    "collect_attention_weights",
+    "rotary_embedding",
+    "sincos_2d_encoding",
+    "sinusoidal_encoding",
+    "sinusoidal_rotation",
+]

@@ -1,0 +1,210 @@
+"""Decoder-only transformer language model, the GPT family (Radford et al. 2018, 2019).
+
+    h_0 = E[ids] + P[positions],   h_l = Block_l(h_{l-1}) (pre-LN, causal),   logits = LN(h_L) Eᵀ
+
+Token embeddings E are tied to the output projection by default (GPT-2). Positions are a learned
+table (GPT-2) or rotary embeddings inside attention (RoPE, Su et al. 2021). Cached decoding:
+`init_cache(batch, max_length)`, then `model(ids, decode=True)` for a prompt of any length and
+for each new token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax.numpy as jnp
+from flax import nnx
+
+from attn.layers.blocks import TransformerBlock
+from attn.layers.position import LearnedPositions
+from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.typing import Array
+
+_GPT2 = dict(vocab_size=50257, max_length=1024, activation="gelu_tanh", layer_norm_eps=1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerLMConfig(NamedVariants):
+    """Configuration of `TransformerLM`; `TransformerLMConfig.named("gpt2")` for GPT-2 small."""
+
+    vocab_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int | None = None
+    model_dim: int = 128
+    mlp_dim: int = 512
+    max_length: int = 256
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    position: str = "learned"  # "learned" or "rotary"
+    rotary_base: float = 10000.0
+    activation: str = "gelu_tanh"
+    layer_norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    use_bias: bool = True
+    implementation: str | None = None
+    dtype: str | None = None
+    param_dtype: str = "float32"
+
+    VARIANTS: ClassVar[dict[str, dict]] = {
+        "tiny": dict(num_layers=2, num_heads=2, model_dim=64, mlp_dim=256, max_length=128),
+        "small": dict(num_layers=6, num_heads=8, model_dim=512, mlp_dim=2048, max_length=2048),
+        "gpt2": dict(num_layers=12, num_heads=12, model_dim=768, mlp_dim=3072, **_GPT2),
+        "gpt2-medium": dict(num_layers=24, num_heads=16, model_dim=1024, mlp_dim=4096, **_GPT2),
+        "gpt2-large": dict(num_layers=36, num_heads=20, model_dim=1280, mlp_dim=5120, **_GPT2),
+        "gpt2-xl": dict(num_layers=48, num_heads=25, model_dim=1600, mlp_dim=6400, **_GPT2),
+    }
+
+    def __post_init__(self):
+        owner = "TransformerLMConfig"
+        check_positive(
+            owner,
+            vocab_size=self.vocab_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            model_dim=self.model_dim,
+            mlp_dim=self.mlp_dim,
+            max_length=self.max_length,
+        )
+        check_rate(
+            owner,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+        )
+        if self.model_dim % self.num_heads:
+            raise ValueError(
+                f"{owner}: model_dim ({self.model_dim}) must be divisible by num_heads "
+                f"({self.num_heads})"
+            )
+        kv_heads = self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+        if kv_heads < 1 or self.num_heads % kv_heads:
+            raise ValueError(
+                f"{owner}: num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+                f"({self.num_kv_heads})"
+            )
+        if self.position not in ("learned", "rotary"):
+            raise ValueError(
+                f"{owner}: position must be 'learned' or 'rotary', got {self.position!r}"
+            )
+
+
+class TransformerLM(nnx.Module):
+    """GPT-style language model: `TransformerLM(ids[B, T], attention_mask=None) -> logits[B, T, V]`.
+
+    Submodules: `token_embedding` (`nnx.Embed`), `position_embedding` (`LearnedPositions`, absent
+    for rotary positions), `blocks` (list of pre-LN `TransformerBlock`s), `final_norm`, and
+    `lm_head` (`nnx.Linear` without bias, absent when the embeddings are tied).
+    """
+
+    def __init__(self, config: TransformerLMConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        dtype, param_dtype = dtype_of(config.dtype), dtype_of(config.param_dtype)
+        common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        init = nnx.initializers.normal(0.02)
+        self.token_embedding = nnx.Embed(
+            config.vocab_size, config.model_dim, embedding_init=init, **common
+        )
+        self.position_embedding = nnx.data(
+            LearnedPositions(
+                config.max_length,
+                config.model_dim,
+                rngs=rngs,
+                param_dtype=param_dtype,
+                dtype=dtype or jnp.float32,
+            )
+            if config.position == "learned"
+            else None
+        )
+        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.blocks = nnx.List(
+            [
+                TransformerBlock(
+                    config.model_dim,
+                    config.num_heads,
+                    config.mlp_dim,
+                    num_kv_heads=config.num_kv_heads,
+                    norm_first=True,
+                    layer_norm_eps=config.layer_norm_eps,
+                    activation=config.activation,
+                    dropout_rate=config.dropout_rate,
+                    attention_dropout_rate=config.attention_dropout_rate,
+                    use_bias=config.use_bias,
+                    rotary_base=config.rotary_base if config.position == "rotary" else None,
+                    implementation=config.implementation,
+                    **common,
+                )
+                for _ in range(config.num_layers)
+            ]
+        )
+        self.final_norm = nnx.LayerNorm(config.model_dim, epsilon=config.layer_norm_eps, **common)
+        self.lm_head = nnx.data(
+            None
+            if config.tie_embeddings
+            else nnx.Linear(config.model_dim, config.vocab_size, use_bias=False, **common)
+        )
+
+    def init_cache(self, batch: int, max_length: int | None = None) -> None:
+        """Allocate the key/value caches of every block for decoding up to `max_length` tokens."""
+        max_length = max_length or self.config.max_length
+        if self.position_embedding is not None and max_length > self.config.max_length:
+            raise ValueError(
+                f"TransformerLM.init_cache: max_length {max_length} exceeds the learned position "
+                f"table (max_length={self.config.max_length})"
+            )
+        for block in self.blocks:
+            block.self_attention.init_cache(batch, max_length)
+
+    def clear_cache(self) -> None:
+        """Drop the decoding caches."""
+        for block in self.blocks:
+            block.self_attention.clear_cache()
+
+    def __call__(
+        self,
+        ids: Array,
+        attention_mask: Array | None = None,
+        *,
+        decode: bool = False,
+        deterministic: bool = True,
+    ) -> Array:
+        """Next-token logits.
+
+        Args:
+          ids: int [B, T] token ids.
+          attention_mask: [B, T] (or [B, cache length] when decoding), 1/True = real token,
+            0/False = padding; padded keys are never attended to.
+          decode: use the caches (`init_cache` first): `ids` continue the cached sequence.
+          deterministic: no dropout when True.
+
+        Returns:
+          logits [B, T, V] (float32 for a float32 model; the compute dtype otherwise).
+        """
+        ids = jnp.asarray(ids)
+        if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise ValueError(
+                f"TransformerLM: ids must be integer token ids [B, T], got {ids.dtype} {ids.shape}"
+            )
+        T = ids.shape[1]
+        offset = self.blocks[0].self_attention.cache_index[...] if decode else 0
+        h = self.token_embedding(ids)
+        if self.position_embedding is not None:
+            if not decode and self.config.max_length < T:
+                raise ValueError(
+                    f"TransformerLM: sequence length T={T} exceeds max_length="
+                    f"{self.config.max_length} of the learned position table"
+                )
+            h = h + self.position_embedding(T, offset=offset)
+        h = self.dropout(h, deterministic=deterministic)
+        mask = None
+        if attention_mask is not None:
+            attention_mask = jnp.asarray(attention_mask, bool)
+            mask = attention_mask[:, None, None, :]  # [B, S] -> [B, 1, 1, S]
+        for block in self.blocks:
+            h = block(
+                h, mask=mask, is_causal=not decode, decode=decode, deterministic=deterministic
+            )
+        h = self.final_norm(h)
+        if self.lm_head is not None:
+            return self.lm_head(h)
+        return self.token_embedding.attend(h)

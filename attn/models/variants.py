@@ -1,0 +1,49 @@
+"""Named variants of model configs: `<Family>Config.named("gpt2")`, with field overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Self
+
+import jax.numpy as jnp
+
+
+class NamedVariants:
+    """Mixin for frozen config dataclasses with a `VARIANTS` table of named field overrides."""
+
+    VARIANTS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def named(cls, name: str, **overrides: Any) -> Self:
+        """The config of variant `name`, with any field overridden by keyword."""
+        if name not in cls.VARIANTS:
+            raise ValueError(
+                f"{cls.__name__}.named: unknown variant {name!r}; expected one of "
+                f"{sorted(cls.VARIANTS)}"
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}.named: unknown field(s) {unknown}; the fields are {sorted(fields)}"
+            )
+        return cls(**{**cls.VARIANTS[name], **overrides})
+
+
+def check_positive(owner: str, **values: int | float) -> None:
+    """Raise a ValueError naming the first value that is not > 0."""
+    for name, value in values.items():
+        if value is None or value <= 0:
+            raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
+
+
+def check_rate(owner: str, **rates: float) -> None:
+    """Raise a ValueError naming the first rate outside [0, 1)."""
+    for name, rate in rates.items():
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{owner}: {name} must be in [0, 1), got {rate!r}")
+
+
+def dtype_of(name: str | None):
+    """A dtype from its name ("float32", "bfloat16", ...), None stays None."""
+    return None if name is None else jnp.dtype(name)
