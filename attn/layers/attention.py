@@ -41,9 +41,9 @@ class MultiHeadAttention(nnx.Module):
     (`score_W` [N, H, H]) and "additive" (`score_W_q`, `score_W_k` [N, H, A], `score_v` [N, A]).
 
     Attention weights: `__call__(..., return_weights=True)` returns them; with
-    `capture_weights=True` every call also sows them as `AttentionWeights`;
-    `collect_attention_weights(model, *inputs)` turns it on for every layer of a whole model, runs
-    it once and returns the weights of every layer by path.
+    `capture_weights=True` every call also sows them as `AttentionWeights` (read them with
+    `nnx.capture`); `collect_attention_weights(model, *inputs)` turns it on for every layer of a
+    whole model, runs it once and returns the weights of every layer by path.
 
     Cached decoding: `init_cache(batch, max_length)` allocates the cache; every later call with
     `decode=True` appends its T new keys/values at the cache index and attends causally over
@@ -352,8 +352,7 @@ def collect_attention_weights(model: nnx.Module, *args: Any, **kwargs: Any):
     """
     model.set_attributes(capture_weights=True, raise_if_not_found=False)
     try:
-        outputs = model(*args, **kwargs)
-        captured = nnx.pop(model, AttentionWeights)
+        outputs, captured = nnx.capture(model, AttentionWeights)(*args, **kwargs)
     finally:
         model.set_attributes(capture_weights=False, raise_if_not_found=False)
     weights = {}
