@@ -163,7 +163,7 @@ class MLP(nnx.Module):
         )
         self.input_proj = linear(model_dim, mlp_dim)
         self.output_proj = linear(mlp_dim, model_dim)
-        self.dropout = nnx.Dropout(dropout_rate, deterministic=deterministic, rngs=nnx.Rngs(0))
+        self.dropout = nnx.Dropout(dropout_rate, deterministic=deterministic, rngs=rngs)
 
     def __call__(
         self,

@@ -16,7 +16,7 @@ from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
 
 B, H, W, T, C, D, F = 2, 3, 5, 7, 8, 6, 4
 
-WIDE = {"bias_init": nnx.initializers.normal(1.0), "kernel_init": nnx.initializers.normal(1.0)}
+WIDE = {"bias_init": nnx.initializers.normal(1.0), "kernel_init": nnx.initializers.normal(0.5)}
 
 
 def _rngs(seed: int) -> nnx.Rngs:
@@ -26,8 +26,9 @@ def _rngs(seed: int) -> nnx.Rngs:
 
 def _x(*shape: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    # A per-channel offset makes the squeezed means differ from channel to channel.
-    return (rng.normal(size=shape) + rng.normal(size=shape[-1]) * 2.0).astype(np.float32)
+    # An offset per example and channel makes the squeezed means differ across both.
+    offset = rng.normal(size=(shape[0], *([1] * (len(shape) - 2)), shape[-1])) * 2.0
+    return (rng.normal(size=shape) + offset).astype(np.float32)
 
 
 def _dense(x: np.ndarray, linear: nnx.Linear) -> np.ndarray:
@@ -70,8 +71,10 @@ class TwoSE(nnx.Module):
 
 
 def test_se_images_match_numpy():
-    model = SqueezeExcitation(C, reduction=4, rngs=_rngs(0), **WIDE)
+    model = SqueezeExcitation(C, reduction=4, rngs=_rngs(3), **WIDE)
     x = _x(B, H, W, C)
+    hidden = _dense(x.mean(axis=(1, 2)), model.reduce_proj)
+    assert np.all(hidden > 0)  # no ReLU unit is dead, so every weight depends on the input
     out, s = model(x, return_weights=True)
     want_out, want_s = numpy_se(model, x)
     assert out.shape == (B, H, W, C) and s.shape == (B, C)
