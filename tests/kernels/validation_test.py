@@ -75,7 +75,7 @@ def test_dot_product_attention_errors(args, kwargs, error, pattern):
 
 
 def test_blockwise_rejects_bad_block_sizes():
-    with pytest.raises(ValueError, match="block_q and block_k must be >= 1"):
+    with pytest.raises(ValueError, match="block_q and block_k must be ints >= 1"):
         blockwise_attention(q, k, v, block_q=0)
 
 
