@@ -48,17 +48,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import functools
-import os
-import platform
-import sys
-import time
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import jaxlib
+from measure import (
+    MATMUL_REPEATS,
+    MIB,
+    best_ms,
+    compile_timed,
+    machine_line,
+    matmul_peak_gflops,
+    matmul_peak_line,
+    planned_peak_bytes,
+    progress,
+    table_line,
+    verdict,
+    write_report,
+)
 
 import attn.kernels
 from attn.kernels import blockwise
@@ -69,12 +77,9 @@ QUICK_LENGTHS = (512, 1024)
 IMPLEMENTATIONS = ("reference", "blockwise", "xla")
 PASSES = ("forward", "forward+backward")
 BACKWARD_FACTOR = 3.5  # forward+backward FLOPs / forward FLOPs (FlashAttention-2)
-MATMUL_SIZES = (2048, 4096)
-MATMUL_REPEATS = 5
 TARGET_T = 4096
 LARGEST_T = 32768
 GIB = 2**30
-MIB = 2**20
 
 Attend = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -106,26 +111,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.lengths, args.repeats = list(QUICK_LENGTHS), 1
     return args
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def machine_line() -> str:
-    today = datetime.date.today().isoformat()
-    return (
-        f"{cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__}, "
-        f"jaxlib {jaxlib.__version__}, backend {jax.default_backend()}; {today}"
-    )
 
 
 def block_sizes(args: argparse.Namespace) -> dict[str, int]:
@@ -163,39 +148,6 @@ def make_inputs(T: int, seed: int = 0) -> dict[str, tuple[jax.Array, ...]]:
     return {"forward": (q, k, v), "forward+backward": (q, k, v, cotangent)}
 
 
-def compile_timed(fn: Callable, args: tuple[jax.Array, ...]) -> tuple[jax.stages.Compiled, float]:
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, time.perf_counter() - start
-
-
-def planned_peak_bytes(compiled: jax.stages.Compiled) -> int:
-    stats = compiled.memory_analysis()
-    return stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
-
-
-def best_ms(compiled: Callable, args: tuple[jax.Array, ...], repeats: int) -> float:
-    """Best wall time of `repeats` calls, after one untimed warm-up call."""
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
-
-
-def matmul_peak_gflops() -> tuple[float, dict[int, float]]:
-    """Best float32 [n, n] @ [n, n] GFLOP/s over MATMUL_SIZES, and the figure for each n."""
-    by_size = {}
-    for n in MATMUL_SIZES:
-        a, b = jax.random.normal(jax.random.key(n), (2, n, n), jnp.float32)
-        compiled, _ = compile_timed(jnp.matmul, (a, b))
-        by_size[n] = 2 * n**3 / (1e6 * best_ms(compiled, (a, b), MATMUL_REPEATS))
-        progress(f"matmul n={n}: {by_size[n]:.1f} GFLOP/s")
-    return max(by_size.values()), by_size
-
-
 def block_product_gflops(block_q: int, block_k: int) -> float:
     """GFLOP/s of the blockwise kernel's per-block score product, alone: the batched float32
     [N, block_q, H] x [N, H, block_k] einsum that each visible block starts with."""
@@ -203,7 +155,8 @@ def block_product_gflops(block_q: int, block_k: int) -> float:
     k = jax.random.normal(jax.random.key(2), (N, block_k, H), jnp.float32)
     product = functools.partial(jnp.einsum, "NqH,NkH->Nqk")
     compiled, _ = compile_timed(product, (q, k))
-    gflops = 2 * N * block_q * block_k * H / (1e6 * best_ms(compiled, (q, k), MATMUL_REPEATS * 4))
+    ms, _ = best_ms(functools.partial(compiled, q, k), MATMUL_REPEATS * 4)
+    gflops = 2 * N * block_q * block_k * H / (1e6 * ms)
     progress(f"block product {block_q}x{block_k}: {gflops:.1f} GFLOP/s")
     return gflops
 
@@ -238,7 +191,7 @@ def run_configuration(
     elif estimate is not None and estimate > args.max_seconds_per_call:
         row.skipped = f"skipped: ~{estimate:,.1f} s estimated"
     else:
-        row.ms = best_ms(compiled, inputs, args.repeats)
+        row.ms, _ = best_ms(functools.partial(compiled, *inputs), args.repeats)
     return row
 
 
@@ -273,10 +226,6 @@ def speedup_over_xla(rows: list[Row], row: Row) -> float | None:
     if row.ms is None or xla is None or xla.ms is None:
         return None
     return xla.ms / row.ms
-
-
-def table_line(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
 
 
 def row_cells(rows: list[Row], row: Row, peak_gflops: float) -> list[str]:
@@ -315,10 +264,6 @@ def table(rows: list[Row], peak_gflops: float) -> list[str]:
     )
     body = [table_line(row_cells(rows, row, peak_gflops)) for row in ordered]
     return [table_line(header), table_line(align), *body]
-
-
-def verdict(ok: bool | None) -> str:
-    return {True: "PASS", False: "FAIL", None: "N/A "}[ok]
 
 
 def speed_target(rows: list[Row], pass_name: str, factor: float) -> str:
@@ -408,14 +353,12 @@ def header(
     args: argparse.Namespace, peak_gflops: float, by_size: dict[int, float], block_gflops: float
 ) -> list[str]:
     block_q, block_k = blockwise_blocks(args)
-    matmuls = ", ".join(f"n={n}: {g:.1f}" for n, g in by_size.items())
     return [
         "# Causal self-attention benchmark",
         "",
         f"- Machine: {machine_line()}",
         f"- Shapes: B={B}, N={N}, H={H}, float32, is_causal=True, T = S, inputs [B, T, N, H]",
-        f"- Matmul peak: {peak_gflops:.1f} GFLOP/s (best float32 [n, n] @ [n, n] of "
-        f"{MATMUL_REPEATS} calls; {matmuls} GFLOP/s)",
+        matmul_peak_line(peak_gflops, by_size),
         "- FLOPs: forward = 2·B·N·T²·H (causal: half of 4·B·N·T·S·H); forward+backward = "
         f"{BACKWARD_FACTOR} x forward (FlashAttention-2 convention: backward = 2.5 x forward)",
         f"- blockwise: block_q={block_q}, block_k={block_k}; its per-block score product alone "
@@ -440,11 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "",
         *targets(rows, peak_gflops, args.memory_limit_gb),
     ]
-    text = "\n".join(report) + "\n"
-    print(text, end="")
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+    write_report(report, args.output)
 
 
 if __name__ == "__main__":
