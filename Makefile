@@ -18,6 +18,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/attention.py
+	$(VENV)/bin/python benchmarks/train_step.py
+	$(VENV)/bin/python benchmarks/decoding.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
