@@ -170,7 +170,7 @@ def blockwise_attention(
     )
     visible = _visible_blocks(plan, mask5, q_lengths, kv_lengths)
 
-    out = _flash(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)
+    out = _flash_compiled(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)
     # [B, K, G, T_pad, Hv] -> [B, T, N, Hv]
     out = out[:, :, :, :T].transpose(0, 3, 1, 2, 4).reshape(B, T, N, value.shape[-1])
     return out.astype(query.dtype)
@@ -458,3 +458,6 @@ def _accumulate_bias_grad(d_bias, ds, i, j, plan: _Plan):
 
 
 _flash.defvjp(_flash_forward, _flash_backward)
+
+# Compiled once per plan and shapes, so that calls outside `jax.jit` do not re-trace the loops.
+_flash_compiled = jax.jit(_flash, static_argnums=(8,))

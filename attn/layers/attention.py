@@ -260,6 +260,15 @@ class MultiHeadAttention(nnx.Module):
                 f"MultiHeadAttention: a decoding chunk [B, T] = [{k.shape[0]}, {T}] does not fit "
                 f"the cache [B, max_length] = [{cached_key.shape[0]}, {cached_key.shape[1]}]"
             )
+        try:
+            end = int(index) + T  # known outside jax.jit: check it
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+            end = None
+        if end is not None and end > cached_key.shape[1]:
+            raise ValueError(
+                f"MultiHeadAttention: the cache holds max_length={cached_key.shape[1]} positions; "
+                f"appending {T} at index {int(index)} would overrun it"
+            )
         zero = jnp.zeros((), jnp.int32)
         start = (zero, index, zero, zero)
         self.cached_key[...] = jax.lax.dynamic_update_slice(

@@ -5,6 +5,8 @@ gives after `.numpy()`, or the path of a `.safetensors` file) and the checkpoint
 contents, and returns the `attn` model whose outputs equal the Hugging Face model's.
 """
 
-from attn.pretrained.gpt2 import load_gpt2
+from attn.pretrained.bert import bert_config, load_bert
+from attn.pretrained.gpt2 import gpt2_config, load_gpt2
+from attn.pretrained.vit import load_vit, vit_config
 
-__all__ = ["load_gpt2"]
+__all__ = ["bert_config", "gpt2_config", "load_bert", "load_gpt2", "load_vit", "vit_config"]

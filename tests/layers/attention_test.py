@@ -177,3 +177,11 @@ def test_bad_inputs():
     layer.init_cache(B, 4)
     with pytest.raises(ValueError, match="does not fit the cache"):
         layer(_x(), decode=True)
+
+
+def test_overrunning_the_cache_is_an_error():
+    layer = MultiHeadAttention(N, D, rngs=nnx.Rngs(0))
+    layer.init_cache(B, 5)
+    layer(_x(shape=(B, 4, D)), decode=True)
+    with pytest.raises(ValueError, match="max_length=5 positions; appending 2 at index 4"):
+        layer(_x(shape=(B, 2, D)), decode=True)

@@ -1,0 +1,585 @@
+"""The encoder-decoder transformer (Vaswani et al. 2017, "Attention Is All You Need").
+
+    x_0 = Dropout(√D · E_src[src] + PE),   x_l = EncoderBlock_l(x_{l-1}),   m = [LN](x_L)
+    y_0 = Dropout(√D · E_tgt[tgt] + PE),   y_l = DecoderBlock_l(y_{l-1}, m),  h = [LN](y_L)
+    logits = h E_tgtᵀ   (tied output, the paper's choice)   or   h W_out
+
+Encoder blocks: self-attention over the source (padded positions masked) and an MLP. Decoder
+blocks: causal self-attention, cross-attention to the encoder output m, and an MLP. Each sublayer
+sits in a residual connection with a LayerNorm after it (post-LN, the paper) or before it
+(pre-LN, Xiong et al. 2020); the optional final LayerNorms [LN] after each stack are what
+`torch.nn.Transformer` always adds and what pre-LN needs. PE is the sinusoidal encoding of the
+paper or a learned table. In the paper's models one embedding matrix serves the source, the
+target and the output projection (a shared BPE vocabulary), and the embeddings are multiplied
+by √D.
+
+Cached decoding: `init_cache(batch, max_length, encoded, src_mask)` allocates the self-attention
+caches of every decoder block and projects the encoder output to the cross-attention keys and
+values once; then `decode(tgt_chunk, None, decode=True)` for a prompt of any length and for each
+new token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from attn.layers.blocks import TransformerBlock
+from attn.layers.feedforward import ACTIVATIONS
+from attn.layers.position import LearnedPositions, SinusoidalPositions
+from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.typing import Array, ArrayLike
+
+# The paper's WMT 2014 English-German models: a shared source-target BPE vocabulary of about
+# 37000 tokens, shared and tied embeddings, sinusoidal positions, post-LN, ReLU.
+_PAPER = dict(vocab_size=37000, num_encoder_layers=6, num_decoder_layers=6, max_length=512)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig(NamedVariants):
+    """Configuration of `Transformer`; `TransformerConfig.named("base")` for the paper's base model.
+
+    Vocabularies: `vocab_size` is the source vocabulary, and the target one too unless
+    `target_vocab_size` is given. `share_embeddings` uses one table for source and target (the
+    vocabularies must then be equal); `tie_output` computes the logits with the target embedding
+    table instead of a separate output matrix.
+
+    Fields:
+      vocab_size: source vocabulary size (and target, unless `target_vocab_size`).
+      target_vocab_size: target vocabulary size V, when it differs from the source one.
+      num_encoder_layers, num_decoder_layers: blocks in each stack.
+      num_heads: N query heads; num_kv_heads: K key/value heads (K divides N; default N).
+      model_dim: D; mlp_dim: F.
+      max_length: rows of a learned position table, and the default cache length.
+      dropout_rate: on the embeddings and on every sublayer output (residual dropout).
+      attention_dropout_rate: on the attention weights.
+      activation: MLP activation, a name in `attn.layers.feedforward.ACTIVATIONS`.
+      norm_first: pre-LN when True; post-LN (the paper) when False.
+      final_norm: a LayerNorm after the last encoder and the last decoder block; default (None):
+        True for pre-LN, False for post-LN. Pre-LN needs it.
+      layer_norm_eps: epsilon of every LayerNorm (1e-5 as in torch).
+      position: "sinusoidal" (the paper) or "learned" (separate tables for encoder and decoder).
+      share_embeddings: one token embedding table for source and target.
+      tie_output: logits = h E_tgtᵀ; otherwise a separate output matrix [D, V] (no bias).
+      scale_embeddings: multiply the token embeddings by √D (the paper).
+      use_bias: biases in the attention projections and MLPs.
+      implementation: attention implementation (see `attn.kernels.dot_product_attention`).
+      dtype: compute dtype name (None: that of the parameters); param_dtype: parameter dtype name.
+    """
+
+    vocab_size: int = 256
+    target_vocab_size: int | None = None
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int | None = None
+    model_dim: int = 128
+    mlp_dim: int = 512
+    max_length: int = 256
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    activation: str = "relu"
+    norm_first: bool = False
+    final_norm: bool | None = None
+    layer_norm_eps: float = 1e-5
+    position: str = "sinusoidal"
+    share_embeddings: bool = True
+    tie_output: bool = True
+    scale_embeddings: bool = True
+    use_bias: bool = True
+    implementation: str | None = None
+    dtype: str | None = None
+    param_dtype: str = "float32"
+
+    VARIANTS: ClassVar[dict[str, dict]] = {
+        "tiny": dict(
+            num_encoder_layers=2,
+            num_decoder_layers=2,
+            num_heads=4,
+            model_dim=64,
+            mlp_dim=128,
+            max_length=128,
+        ),
+        "small": dict(
+            num_encoder_layers=3,
+            num_decoder_layers=3,
+            num_heads=4,
+            model_dim=256,
+            mlp_dim=1024,
+            max_length=256,
+            dropout_rate=0.1,
+        ),
+        "base": dict(num_heads=8, model_dim=512, mlp_dim=2048, dropout_rate=0.1, **_PAPER),
+        "big": dict(num_heads=16, model_dim=1024, mlp_dim=4096, dropout_rate=0.3, **_PAPER),
+    }
+
+    def __post_init__(self):
+        owner = "TransformerConfig"
+        check_positive(
+            owner,
+            vocab_size=self.vocab_size,
+            num_encoder_layers=self.num_encoder_layers,
+            num_decoder_layers=self.num_decoder_layers,
+            num_heads=self.num_heads,
+            model_dim=self.model_dim,
+            mlp_dim=self.mlp_dim,
+            max_length=self.max_length,
+            layer_norm_eps=self.layer_norm_eps,
+        )
+        if self.target_vocab_size is not None:
+            check_positive(owner, target_vocab_size=self.target_vocab_size)
+        check_rate(
+            owner,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+        )
+        if self.model_dim % self.num_heads:
+            raise ValueError(
+                f"{owner}: model_dim ({self.model_dim}) must be divisible by num_heads "
+                f"({self.num_heads})"
+            )
+        kv_heads = self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+        if kv_heads < 1 or self.num_heads % kv_heads:
+            raise ValueError(
+                f"{owner}: num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+                f"({self.num_kv_heads})"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"{owner}: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.position not in ("sinusoidal", "learned"):
+            raise ValueError(
+                f"{owner}: position must be 'sinusoidal' or 'learned', got {self.position!r}"
+            )
+        if self.position == "sinusoidal" and self.model_dim % 2:
+            raise ValueError(
+                f"{owner}: sinusoidal positions need an even model_dim, got {self.model_dim}"
+            )
+        if self.norm_first and self.final_norm is False:
+            raise ValueError(
+                f"{owner}: pre-LN (norm_first=True) needs final_norm=True: without it the output "
+                "of each stack is an unnormalised residual stream"
+            )
+        if self.share_embeddings and self.output_vocab_size != self.vocab_size:
+            raise ValueError(
+                f"{owner}: share_embeddings=True needs one vocabulary, but vocab_size="
+                f"{self.vocab_size} and target_vocab_size={self.target_vocab_size}; pass "
+                "share_embeddings=False for separate source and target vocabularies"
+            )
+
+    @property
+    def output_vocab_size(self) -> int:
+        """V, the target vocabulary: the last axis of the logits."""
+        return self.vocab_size if self.target_vocab_size is None else self.target_vocab_size
+
+    @property
+    def has_final_norm(self) -> bool:
+        """Whether each stack ends with a LayerNorm (`final_norm`, default: `norm_first`)."""
+        return self.norm_first if self.final_norm is None else self.final_norm
+
+
+class Transformer(nnx.Module):
+    """Encoder-decoder transformer (Vaswani et al. 2017): `Transformer(src[B, S], tgt[B, T]) ->
+    logits[B, T, V]`.
+
+    Submodules: `source_embedding` (`nnx.Embed`), `target_embedding` (absent when the embeddings
+    are shared: `source_embedding` serves both), `encoder_positions`, `decoder_positions`
+    (`SinusoidalPositions` or `LearnedPositions`), `encoder_blocks` and `decoder_blocks` (lists of
+    `TransformerBlock`, the decoder's with cross-attention), `encoder_norm` and `decoder_norm`
+    (final LayerNorms, absent without `final_norm`), `output_proj` (`nnx.Linear` [D, V] without
+    bias, absent when the output is tied to the target embedding).
+
+    The stacks run on embeddings too (`encode_embeddings`, `decode_embeddings`), which is what
+    `torch.nn.Transformer` computes.
+    """
+
+    def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        dtype, param_dtype = dtype_of(config.dtype), dtype_of(config.param_dtype)
+        common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        D = config.model_dim
+        # Unit-variance embeddings after the √D scale (tensor2tensor); N(0, 1) without it.
+        init = nnx.initializers.normal(D**-0.5 if config.scale_embeddings else 1.0)
+        self.source_embedding = nnx.Embed(config.vocab_size, D, embedding_init=init, **common)
+        self.target_embedding = nnx.data(
+            None
+            if config.share_embeddings
+            else nnx.Embed(config.output_vocab_size, D, embedding_init=init, **common)
+        )
+
+        def positions():
+            if config.position == "learned":
+                return LearnedPositions(
+                    config.max_length,
+                    D,
+                    rngs=rngs,
+                    param_dtype=param_dtype,
+                    dtype=dtype or jnp.float32,
+                )
+            return SinusoidalPositions(None, D, dtype=dtype or jnp.float32)
+
+        self.encoder_positions = positions()
+        self.decoder_positions = positions()
+        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+
+        def block(cross_attention: bool) -> TransformerBlock:
+            return TransformerBlock(
+                D,
+                config.num_heads,
+                config.mlp_dim,
+                num_kv_heads=config.num_kv_heads,
+                cross_attention=cross_attention,
+                norm_first=config.norm_first,
+                layer_norm_eps=config.layer_norm_eps,
+                activation=config.activation,
+                dropout_rate=config.dropout_rate,
+                attention_dropout_rate=config.attention_dropout_rate,
+                use_bias=config.use_bias,
+                implementation=config.implementation,
+                **common,
+            )
+
+        def final_norm():
+            if not config.has_final_norm:
+                return None
+            return nnx.LayerNorm(D, epsilon=config.layer_norm_eps, **common)
+
+        self.encoder_blocks = nnx.List([block(False) for _ in range(config.num_encoder_layers)])
+        self.encoder_norm = nnx.data(final_norm())
+        self.decoder_blocks = nnx.List([block(True) for _ in range(config.num_decoder_layers)])
+        self.decoder_norm = nnx.data(final_norm())
+        self.output_proj = nnx.data(
+            None
+            if config.tie_output
+            else nnx.Linear(D, config.output_vocab_size, use_bias=False, **common)
+        )
+        self.cached_src_mask: nnx.Cache | None = nnx.data(None)
+
+    # ------------------------------------------------------------------ embeddings
+
+    @property
+    def target_table(self) -> nnx.Embed:
+        """The target token embedding (the source one when the embeddings are shared)."""
+        return self.source_embedding if self.target_embedding is None else self.target_embedding
+
+    def embed_source(self, src: ArrayLike, *, deterministic: bool = True) -> Array:
+        """Dropout(√D · E_src[src] + PE): src int [B, S] -> [B, S, D]."""
+        src = self._check_ids("src", src, "S")
+        return self._embed(self.source_embedding, self.encoder_positions, src, 0, deterministic)
+
+    def embed_target(
+        self, tgt: ArrayLike, *, offset: int | Array = 0, deterministic: bool = True
+    ) -> Array:
+        """Dropout(√D · E_tgt[tgt] + PE(offset + t)): tgt int [B, T] -> [B, T, D]."""
+        tgt = self._check_ids("tgt", tgt, "T")
+        return self._embed(self.target_table, self.decoder_positions, tgt, offset, deterministic)
+
+    def _embed(self, table, positions, ids, offset, deterministic) -> Array:
+        h = table(ids)  # [B, T] -> [B, T, D]
+        if self.config.scale_embeddings:
+            h = h * jnp.asarray(math.sqrt(self.config.model_dim), h.dtype)
+        h = h + positions(ids.shape[1], offset=offset).astype(h.dtype)
+        return self.dropout(h, deterministic=deterministic)
+
+    # ------------------------------------------------------------------ encoder
+
+    def encode(
+        self, src: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool = True
+    ) -> Array:
+        """Encode source ids.
+
+        Args:
+          src: int [B, S] source token ids.
+          src_mask: [B, S], 1/True = real token, 0/False = padding (never attended to).
+          deterministic: no dropout when True.
+
+        Returns:
+          encoded [B, S, D], after the final encoder norm where there is one.
+        """
+        x = self.embed_source(src, deterministic=deterministic)
+        return self.encode_embeddings(x, src_mask, deterministic=deterministic)
+
+    def encode_embeddings(
+        self, x: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool = True
+    ) -> Array:
+        """The encoder stack on embeddings: m = [LN](Block_L(... Block_1(x))), as
+        `torch.nn.Transformer.encoder(x, src_key_padding_mask=~src_mask)`.
+
+        Args:
+          x: float [B, S, D] source embeddings (positions already added).
+          src_mask: [B, S], 1/True = real token.
+          deterministic: no dropout when True.
+
+        Returns:
+          [B, S, D].
+        """
+        x = self._check_hidden("Transformer.encode_embeddings", "x", x, "S")
+        mask = self._key_mask("src_mask", src_mask, x.shape[:2], "S")
+        for block in self.encoder_blocks:
+            x = block(x, mask=mask, deterministic=deterministic)
+        return x if self.encoder_norm is None else self.encoder_norm(x)
+
+    # ------------------------------------------------------------------ decoder
+
+    def decode(
+        self,
+        tgt: ArrayLike,
+        encoded: ArrayLike | None = None,
+        src_mask: ArrayLike | None = None,
+        tgt_mask: ArrayLike | None = None,
+        *,
+        decode: bool = False,
+        deterministic: bool = True,
+    ) -> Array:
+        """Next-token logits of target ids given the encoder output.
+
+        Args:
+          tgt: int [B, T] target ids (shifted right: position t predicts token t + 1).
+          encoded: [B, S, D] encoder output; may be None when decoding from the caches of
+            `init_cache` (which hold its cross-attention keys and values).
+          src_mask: [B, S], 1/True = real source token; when decoding, default: the mask given
+            to `init_cache`.
+          tgt_mask: [B, T] target padding, 1/True = real token ([B, cache length] when decoding).
+          decode: continue the cached sequence (`init_cache` first); `tgt` may hold several
+            tokens (a prompt) or one.
+          deterministic: no dropout when True.
+
+        Returns:
+          logits [B, T, V] in the compute dtype.
+        """
+        offset = self._cache_offset() if decode else 0
+        y = self.embed_target(tgt, offset=offset, deterministic=deterministic)
+        h = self.decode_embeddings(
+            y, encoded, src_mask, tgt_mask, decode=decode, deterministic=deterministic
+        )
+        return self.logits(h)
+
+    def decode_embeddings(
+        self,
+        y: ArrayLike,
+        encoded: ArrayLike | None = None,
+        src_mask: ArrayLike | None = None,
+        tgt_mask: ArrayLike | None = None,
+        *,
+        decode: bool = False,
+        deterministic: bool = True,
+    ) -> Array:
+        """The decoder stack on embeddings: h = [LN](Block_L(... Block_1(y, m), m)), as
+        `torch.nn.Transformer.decoder(y, m, tgt_mask=causal, tgt_key_padding_mask=~tgt_mask,
+        memory_key_padding_mask=~src_mask)`.
+
+        Args:
+          y: float [B, T, D] target embeddings (positions already added).
+          encoded: [B, S, D] encoder output m (None when decoding from the caches).
+          src_mask: [B, S], 1/True = real source token.
+          tgt_mask: [B, T] ([B, cache length] when decoding), 1/True = real target token.
+          decode: use the caches of `init_cache`.
+          deterministic: no dropout when True.
+
+        Returns:
+          hidden [B, T, D], after the final decoder norm where there is one.
+        """
+        fn = "Transformer.decode_embeddings"
+        y = self._check_hidden(fn, "y", y, "T")
+        B, T = y.shape[:2]
+        if decode:
+            cache_length = self._cache_length()
+            index = self.decoder_blocks[0].self_attention.cache_index[...]
+            if not isinstance(index, jax.core.Tracer) and int(index) + T > cache_length:
+                raise ValueError(
+                    f"{fn}: {T} more tokens at position {int(index)} overrun the cache of "
+                    f"max_length={cache_length} given to init_cache"
+                )
+            source = self.decoder_blocks[0].cross_attention.cross_key
+            S = source.shape[1]
+            if source.shape[0] != B:
+                raise ValueError(
+                    f"{fn}: the caches hold a batch of B={source.shape[0]}, got y of batch {B}"
+                )
+            if encoded is not None:
+                self._check_encoded(fn, encoded, B, S)
+            if src_mask is None and self.cached_src_mask is not None:
+                src_mask = self.cached_src_mask[...]
+            encoded = None  # the cross-attention keys and values come from the cache
+            self_mask = self._key_mask("tgt_mask", tgt_mask, (B, cache_length), "cache length")
+        else:
+            if encoded is None:
+                raise ValueError(
+                    f"{fn}: encoded [B, S, D] is required unless decoding from the caches "
+                    "(init_cache(batch, max_length, encoded, src_mask), then decode=True)"
+                )
+            encoded = jnp.asarray(encoded)
+            S = encoded.shape[1] if encoded.ndim == 3 else None
+            self._check_encoded(fn, encoded, B, S)
+            self_mask = self._key_mask("tgt_mask", tgt_mask, (B, T), "T")
+        context_mask = self._key_mask("src_mask", src_mask, (B, S), "S")
+        for block in self.decoder_blocks:
+            y = block(
+                y,
+                encoded,
+                mask=self_mask,
+                is_causal=not decode,  # a self-attention cache applies its own causal offset
+                context_mask=context_mask,
+                decode=decode,
+                deterministic=deterministic,
+            )
+        return y if self.decoder_norm is None else self.decoder_norm(y)
+
+    def logits(self, hidden: ArrayLike) -> Array:
+        """hidden [B, T, D] -> logits [B, T, V]: h E_tgtᵀ when tied, h W_out otherwise."""
+        if self.output_proj is not None:
+            return self.output_proj(hidden)
+        return self.target_table.attend(hidden)
+
+    # ------------------------------------------------------------------ full model
+
+    def __call__(
+        self,
+        src: ArrayLike,
+        tgt: ArrayLike,
+        src_mask: ArrayLike | None = None,
+        tgt_mask: ArrayLike | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> Array:
+        """Teacher-forced logits: decode(tgt, encode(src, src_mask), src_mask, tgt_mask).
+
+        Args:
+          src: int [B, S] source ids.
+          tgt: int [B, T] target ids, shifted right (position t predicts token t + 1).
+          src_mask: [B, S], 1/True = real source token.
+          tgt_mask: [B, T], 1/True = real target token.
+          deterministic: no dropout when True.
+
+        Returns:
+          logits [B, T, V].
+        """
+        encoded = self.encode(src, src_mask, deterministic=deterministic)
+        return self.decode(tgt, encoded, src_mask, tgt_mask, deterministic=deterministic)
+
+    # ------------------------------------------------------------------ cache
+
+    def init_cache(
+        self,
+        batch: int,
+        max_length: int | None,
+        encoded: ArrayLike,
+        src_mask: ArrayLike | None = None,
+    ) -> None:
+        """Prepare cached decoding of up to `max_length` target tokens.
+
+        Allocates the self-attention key/value caches [B, max_length, K, H] of every decoder
+        block and projects `encoded` to each block's cross-attention keys and values [B, S, K, H]
+        once (`MultiHeadAttention.init_cross_cache`); `src_mask` is kept for later `decode` calls.
+
+        Args:
+          batch: B.
+          max_length: the longest target (prompt + generated tokens); None: `config.max_length`.
+          encoded: [B, S, D] encoder output.
+          src_mask: [B, S], 1/True = real source token.
+        """
+        fn = "Transformer.init_cache"
+        max_length = self.config.max_length if max_length is None else max_length
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"{fn}: max_length must be a positive int, got {max_length!r}")
+        if self.config.position == "learned" and max_length > self.config.max_length:
+            raise ValueError(
+                f"{fn}: max_length {max_length} exceeds the learned position table "
+                f"(config.max_length={self.config.max_length})"
+            )
+        encoded = jnp.asarray(encoded)
+        S = encoded.shape[1] if encoded.ndim == 3 else None
+        self._check_encoded(fn, encoded, batch, S)
+        mask = None
+        if src_mask is not None:
+            mask = self._bool_mask(fn, "src_mask", src_mask, (batch, S), "S")
+        for block in self.decoder_blocks:
+            block.self_attention.init_cache(batch, max_length)
+            block.cross_attention.init_cross_cache(encoded)
+        self.cached_src_mask = None if mask is None else nnx.Cache(mask)
+
+    def clear_cache(self) -> None:
+        """Drop the decoding caches."""
+        for block in self.decoder_blocks:
+            block.self_attention.clear_cache()
+            block.cross_attention.clear_cache()
+        self.cached_src_mask = None
+
+    def _cache_offset(self) -> Array:
+        """Position of the next target token: the self-attention cache index."""
+        self._cache_length()
+        return self.decoder_blocks[0].self_attention.cache_index[...]
+
+    def _cache_length(self) -> int:
+        attention = self.decoder_blocks[0].self_attention
+        if (
+            attention.cache_index is None
+            or self.decoder_blocks[0].cross_attention.cross_key is None
+        ):
+            raise ValueError(
+                "Transformer.decode: decode=True needs the caches; call "
+                "init_cache(batch, max_length, encoded, src_mask) first"
+            )
+        return attention.cached_key.shape[1]
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_ids(self, name: str, ids: ArrayLike, letter: str) -> Array:
+        ids = jnp.asarray(ids)
+        if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise ValueError(
+                f"Transformer: {name} must be integer token ids [B, {letter}], got "
+                f"{ids.dtype} array of shape {ids.shape}"
+            )
+        if self.config.position == "learned" and ids.shape[1] > self.config.max_length:
+            raise ValueError(
+                f"Transformer: {name} length {letter}={ids.shape[1]} exceeds max_length="
+                f"{self.config.max_length} of the learned position table"
+            )
+        return ids
+
+    def _check_hidden(self, fn: str, name: str, x: ArrayLike, letter: str) -> Array:
+        x = jnp.asarray(x)
+        D = self.config.model_dim
+        if x.ndim != 3 or x.shape[-1] != D or not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(
+                f"{fn}: {name} must be float embeddings [B, {letter}, D] with D={D}, got "
+                f"{x.dtype} array of shape {x.shape}"
+            )
+        return x
+
+    def _check_encoded(self, fn: str, encoded: ArrayLike, B: int, S: int | None) -> None:
+        shape = tuple(jnp.shape(encoded))
+        D = self.config.model_dim
+        if len(shape) != 3 or shape[0] != B or shape[1] != S or shape[2] != D:
+            raise ValueError(
+                f"{fn}: encoded must have shape [B, S, D] = [{B}, {'S' if S is None else S}, "
+                f"{D}], got shape {shape}"
+            )
+
+    def _bool_mask(self, fn: str, name: str, mask: ArrayLike, shape, letter: str) -> Array:
+        mask = jnp.asarray(mask)
+        if tuple(mask.shape) != tuple(shape):
+            raise ValueError(
+                f"{fn}: {name} must have shape [B, {letter}] = [{shape[0]}, {shape[1]}] "
+                f"(1/True = real token), got shape {tuple(mask.shape)}"
+            )
+        if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
+            raise TypeError(
+                f"{fn}: {name} must be boolean or 0/1 integers (1/True = real token), got "
+                f"dtype {mask.dtype}"
+            )
+        return mask.astype(bool)
+
+    def _key_mask(self, name: str, mask, shape, letter: str) -> Array | None:
+        """A padding mask [B, L] as a key mask [B, 1, 1, L] (None stays None)."""
+        if mask is None:
+            return None
+        mask = self._bool_mask("Transformer", name, mask, shape, letter)
+        return mask[:, None, None, :]  # [B, L] -> [B, 1, 1, L]
