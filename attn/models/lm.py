@@ -186,6 +186,8 @@ class TransformerLM(nnx.Module):
                 f"TransformerLM: ids must be integer token ids [B, T], got {ids.dtype} {ids.shape}"
             )
         T = ids.shape[1]
+        if decode and self.blocks[0].self_attention.cache_index is None:
+            raise ValueError("TransformerLM: decode=True needs init_cache(batch, max_length) first")
         offset = self.blocks[0].self_attention.cache_index[...] if decode else 0
         h = self.token_embedding(ids)
         if self.position_embedding is not None:

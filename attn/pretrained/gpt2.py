@@ -22,6 +22,14 @@ def gpt2_config(config: Mapping[str, Any], **overrides: Any) -> TransformerLMCon
             f"load_gpt2: activation_function {activation!r} is not supported; expected one of "
             f"{sorted(_ACTIVATIONS)}"
         )
+    for option, supported in (
+        ("scale_attn_weights", True),
+        ("scale_attn_by_inverse_layer_idx", False),
+    ):
+        if config.get(option, supported) != supported:
+            raise ValueError(
+                f"load_gpt2: {option}={config[option]!r} is not supported (only {supported!r})"
+            )
     model_dim = config["n_embd"]
     return TransformerLMConfig(
         **{
