@@ -23,7 +23,7 @@ from flax import nnx
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import ACTIVATIONS, get_activation
 from attn.layers.position import LearnedPositions
-from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike
 
 _BERT = dict(vocab_size=30522, max_length=512, type_vocab_size=2)
@@ -95,11 +95,7 @@ class BertConfig(NamedVariants):
             attention_dropout_rate=self.attention_dropout_rate,
             classifier_dropout_rate=self.classifier_dropout,
         )
-        if self.model_dim % self.num_heads:
-            raise ValueError(
-                f"{owner}: model_dim ({self.model_dim}) must be divisible by num_heads "
-                f"({self.num_heads})"
-            )
+        check_heads(owner, self.model_dim, self.num_heads)
         get_activation(self.activation, ACTIVATIONS, arg=f"{owner}: activation")
         if self.num_classes is not None:
             check_positive(owner, num_classes=self.num_classes)

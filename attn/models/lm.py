@@ -18,7 +18,7 @@ from flax import nnx
 
 from attn.layers.blocks import TransformerBlock
 from attn.layers.position import LearnedPositions
-from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array
 
 _GPT2 = dict(vocab_size=50257, max_length=1024, activation="gelu_tanh", layer_norm_eps=1e-5)
@@ -72,17 +72,7 @@ class TransformerLMConfig(NamedVariants):
             dropout_rate=self.dropout_rate,
             attention_dropout_rate=self.attention_dropout_rate,
         )
-        if self.model_dim % self.num_heads:
-            raise ValueError(
-                f"{owner}: model_dim ({self.model_dim}) must be divisible by num_heads "
-                f"({self.num_heads})"
-            )
-        kv_heads = self.num_heads if self.num_kv_heads is None else self.num_kv_heads
-        if kv_heads < 1 or self.num_heads % kv_heads:
-            raise ValueError(
-                f"{owner}: num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
-                f"({self.num_kv_heads})"
-            )
+        check_heads(owner, self.model_dim, self.num_heads, self.num_kv_heads)
         if self.position not in ("learned", "rotary"):
             raise ValueError(
                 f"{owner}: position must be 'learned' or 'rotary', got {self.position!r}"

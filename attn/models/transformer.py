@@ -32,7 +32,7 @@ from flax import nnx
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import ACTIVATIONS
 from attn.layers.position import LearnedPositions, SinusoidalPositions
-from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike
 
 # The paper's WMT 2014 English-German models: a shared source-target BPE vocabulary of about
@@ -138,17 +138,7 @@ class TransformerConfig(NamedVariants):
             dropout_rate=self.dropout_rate,
             attention_dropout_rate=self.attention_dropout_rate,
         )
-        if self.model_dim % self.num_heads:
-            raise ValueError(
-                f"{owner}: model_dim ({self.model_dim}) must be divisible by num_heads "
-                f"({self.num_heads})"
-            )
-        kv_heads = self.num_heads if self.num_kv_heads is None else self.num_kv_heads
-        if kv_heads < 1 or self.num_heads % kv_heads:
-            raise ValueError(
-                f"{owner}: num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
-                f"({self.num_kv_heads})"
-            )
+        check_heads(owner, self.model_dim, self.num_heads, self.num_kv_heads)
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"{owner}: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"

@@ -44,6 +44,22 @@ def check_rate(owner: str, **rates: float) -> None:
             raise ValueError(f"{owner}: {name} must be in [0, 1), got {rate!r}")
 
 
+def check_heads(
+    owner: str, model_dim: int, num_heads: int, num_kv_heads: int | None = None
+) -> None:
+    """Raise unless num_heads divides model_dim and num_kv_heads (default num_heads) divides
+    num_heads."""
+    if model_dim % num_heads:
+        raise ValueError(
+            f"{owner}: model_dim ({model_dim}) must be divisible by num_heads ({num_heads})"
+        )
+    kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+    if kv_heads < 1 or num_heads % kv_heads:
+        raise ValueError(
+            f"{owner}: num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})"
+        )
+
+
 def dtype_of(name: str | None):
     """A dtype from its name ("float32", "bfloat16", ...), None stays None."""
     return None if name is None else jnp.dtype(name)

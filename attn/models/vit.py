@@ -32,7 +32,7 @@ from flax import nnx
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import ACTIVATIONS
 from attn.layers.position import LearnedPositions, sincos_2d_encoding
-from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike
 
 
@@ -172,11 +172,7 @@ class ViTConfig(NamedVariants):
                 f"{owner}: image_size {self.image_size!r} must be divisible by patch_size "
                 f"({self.patch_size})"
             )
-        if self.model_dim % self.num_heads:
-            raise ValueError(
-                f"{owner}: model_dim ({self.model_dim}) must be divisible by num_heads "
-                f"({self.num_heads})"
-            )
+        check_heads(owner, self.model_dim, self.num_heads)
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"{owner}: pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if self.position not in ("learned", "sincos2d"):
