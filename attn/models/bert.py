@@ -23,6 +23,7 @@ from flax import nnx
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import ACTIVATIONS, get_activation
 from attn.layers.position import LearnedPositions
+from attn.models.inputs import check_token_ids
 from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike
 
@@ -312,11 +313,7 @@ class Bert(nnx.Module):
 
     def _check_inputs(self, ids, token_type_ids, attention_mask):
         """Validated ids, token types [B, T] and the boolean key mask [B, 1, 1, T] (or None)."""
-        ids = jnp.asarray(ids)
-        if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(
-                f"Bert: ids must be integer token ids [B, T], got {ids.dtype} {ids.shape}"
-            )
+        ids = check_token_ids("Bert", "ids", ids, self.config.vocab_size)
         T = ids.shape[1]
         if self.config.max_length < T:
             raise ValueError(

@@ -18,6 +18,7 @@ from flax import nnx
 
 from attn.layers.blocks import TransformerBlock
 from attn.layers.position import LearnedPositions
+from attn.models.inputs import check_token_ids
 from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array
 
@@ -170,11 +171,7 @@ class TransformerLM(nnx.Module):
         Returns:
           logits [B, T, V] (float32 for a float32 model; the compute dtype otherwise).
         """
-        ids = jnp.asarray(ids)
-        if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(
-                f"TransformerLM: ids must be integer token ids [B, T], got {ids.dtype} {ids.shape}"
-            )
+        ids = check_token_ids("TransformerLM", "ids", ids, self.config.vocab_size)
         T = ids.shape[1]
         if decode and self.blocks[0].self_attention.cache_index is None:
             raise ValueError("TransformerLM: decode=True needs init_cache(batch, max_length) first")

@@ -32,6 +32,7 @@ from flax import nnx
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import ACTIVATIONS
 from attn.layers.position import LearnedPositions, SinusoidalPositions
+from attn.models.inputs import check_token_ids
 from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike
 
@@ -521,12 +522,8 @@ class Transformer(nnx.Module):
     # ------------------------------------------------------------------ checks
 
     def _check_ids(self, name: str, ids: ArrayLike, letter: str) -> Array:
-        ids = jnp.asarray(ids)
-        if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(
-                f"Transformer: {name} must be integer token ids [B, {letter}], got "
-                f"{ids.dtype} array of shape {ids.shape}"
-            )
+        vocab = self.config.vocab_size if name == "src" else self.config.output_vocab_size
+        ids = check_token_ids("Transformer", name, ids, vocab, letter)
         if self.config.position == "learned" and ids.shape[1] > self.config.max_length:
             raise ValueError(
                 f"Transformer: {name} length {letter}={ids.shape[1]} exceeds max_length="
