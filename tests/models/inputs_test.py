@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -42,3 +43,20 @@ def test_every_text_model_rejects_out_of_vocabulary_ids():
     seq2seq = Transformer(TransformerConfig.named("tiny", vocab_size=100), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="Transformer: tgt must lie in"):
         seq2seq(jnp.array([[1, 2]]), too_big)
+
+
+def test_ids_closed_over_inside_jit_are_checked_once_at_trace_time():
+    ids = np.array([[0, 3, 6]])
+
+    @jax.jit
+    def run():
+        return check_token_ids("Model", "ids", ids, vocab_size=7)
+
+    np.testing.assert_array_equal(run(), ids)
+
+    @jax.jit
+    def out_of_range():
+        return check_token_ids("Model", "ids", ids, vocab_size=6)
+
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, vocab_size=6\), got ids from 0"):
+        out_of_range()
