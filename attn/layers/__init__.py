@@ -1,6 +1,11 @@
 """`flax.nnx` modules that own parameters and call `attn.kernels`."""
 
-from attn.layers.attention import AttentionWeights, MultiHeadAttention, collect_attention_weights
+from attn.layers.attention import (
+    AttentionWeights,
+    HardSelection,
+    MultiHeadAttention,
+    collect_attention_weights,
+)
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import MLP, GatedMLP
 from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
@@ -21,6 +26,7 @@ __all__ = [
     "AttentionWeights",
     "GatedLinearUnit",
     "GatedMLP",
+    "HardSelection",
     "LearnedPositions",
     "MultiHeadAttention",
     "RelativePositionBias",
