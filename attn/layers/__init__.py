@@ -20,14 +20,30 @@ from attn.layers.position import (
     sinusoidal_encoding,
     sinusoidal_rotation,
 )
+from attn.layers.recurrent import RNN, GRUCell, LSTMCell
+from attn.layers.rnn_attention import (
+    BahdanauAttention,
+    BahdanauDecoderCell,
+    BottleneckDecoderCell,
+    LuongAttention,
+    LuongDecoderCell,
+)
 
 __all__ = [
     "MLP",
+    "RNN",
     "AttentionWeights",
+    "BahdanauAttention",
+    "BahdanauDecoderCell",
+    "BottleneckDecoderCell",
+    "GRUCell",
     "GatedLinearUnit",
     "GatedMLP",
     "HardSelection",
+    "LSTMCell",
     "LearnedPositions",
+    "LuongAttention",
+    "LuongDecoderCell",
     "MultiHeadAttention",
     "RelativePositionBias",
     "SinusoidalPositions",

@@ -4,6 +4,7 @@ from attn.models.bert import Bert, BertConfig
 from attn.models.conv import ConvS2S, ConvS2SConfig, DilatedCausalConvStack
 from attn.models.lm import TransformerLM, TransformerLMConfig
 from attn.models.path_length import max_path_length, receptive_field
+from attn.models.seq2seq_rnn import Seq2SeqRNN, Seq2SeqRNNConfig
 from attn.models.transformer import Transformer, TransformerConfig
 from attn.models.vit import ViT, ViTConfig, resize_position_embeddings
 
@@ -13,6 +14,8 @@ __all__ = [
     "ConvS2S",
     "ConvS2SConfig",
     "DilatedCausalConvStack",
+    "Seq2SeqRNN",
+    "Seq2SeqRNNConfig",
     "Transformer",
     "TransformerConfig",
     "TransformerLM",

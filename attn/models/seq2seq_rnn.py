@@ -1,0 +1,564 @@
+"""RNN encoder-decoders: the bottleneck model and its two attention fixes.
+
+    h = Encoder(Dropout(E_src[x]))                 GRU/LSTM, L layers, uni- or bidirectional
+    s_0 = tanh(W_b [→h_S; ←h_1])                   per layer, from the final encoder states
+    s_t, features_t = DecoderCell(s_{t-1}, E_tgt[y_{t-1}], h)
+    logits_t = W_out Dropout(features_t) + b
+
+`attention="none"` is the bottleneck model of Sutskever et al. (2014) and Cho et al. (2014): the
+decoder sees the source only through the final encoder state c (its initial state, and c fed
+with every input). `"bahdanau"` attends with the previous decoder state and feeds the context
+into the RNN (Bahdanau et al. 2015); `"luong"` attends with the current state through a dot,
+general or concat score and reads out h̃_t = tanh(W_c [c_t; s_t]), with input feeding (Luong et
+al. 2015). See `attn.layers.rnn_attention` for the cells.
+
+Training options: teacher forcing with a ratio, scheduled sampling with the inverse-sigmoid decay
+p_i = k / (k + exp(i / k)) of the teacher-forcing probability over training steps i (Bengio et
+al. 2015), where a step that is not teacher forced reads the model's own previous prediction
+(argmax); the reversed source of Sutskever et al. (2014); hard attention (`hard=`). Decoding:
+`Seq2SeqRNN` implements `attn.decoding.Decoder` (`start`, `step`, `reorder`, `vocab_size`), so
+`attn.decoding.greedy` and `beam_search` run on it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from attn.layers.recurrent import CELLS, RNN, check_padding_mask
+from attn.layers.rnn_attention import (
+    DECODER_CELLS,
+    HARD_MODES,
+    LUONG_SCORES,
+    NEEDS_KEY,
+    BahdanauDecoderCell,
+    BottleneckDecoderCell,
+    LuongDecoderCell,
+)
+from attn.models.inputs import check_token_ids
+from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.typing import Array, ArrayLike, PRNGKey
+
+_SMALL = dict(vocab_size=64, embed_dim=32, hidden_dim=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqRNNConfig(NamedVariants):
+    """Configuration of `Seq2SeqRNN`; `Seq2SeqRNNConfig.named("luong")` for a small Luong model.
+
+    Fields:
+      vocab_size: source vocabulary size (and target, unless `target_vocab_size`).
+      target_vocab_size: target vocabulary size V, when it differs from the source one.
+      cell: "gru" or "lstm", for encoder and decoder.
+      num_layers: L layers in the encoder and in the decoder.
+      embed_dim: E, width of the source and target embeddings.
+      hidden_dim: H, width of each encoder direction's state.
+      decoder_hidden_dim: width of the decoder state; default: the encoder output width
+        (2H when bidirectional, else H), as the Luong dot score needs.
+      bidirectional: a bidirectional encoder; the annotations are [→h_j; ←h_j].
+      attention: "none" (bottleneck), "bahdanau" or "luong".
+      score: the Luong score, "dot", "general" or "concat" (ignored by the others).
+      attention_dim: A, the hidden width of the additive / concat score; default: decoder width.
+      input_feeding: Luong's input feeding of h̃_{t-1}.
+      teacher_forcing_ratio: probability that a training step reads the true previous token
+        rather than the model's own prediction; 1.0 = teacher forcing.
+      scheduled_sampling_k: k >= 1 of the inverse-sigmoid decay; when set, the teacher-forcing
+        probability at training step i is k / (k + exp(i / k)) (and the ratio is ignored).
+      reverse_source: reverse the real tokens of every source sequence (Sutskever et al. 2014).
+      dropout_rate: on the source embeddings, between encoder layers, and on the decoder features.
+      hard: None (soft attention) or "straight_through", "gumbel", "reinforce".
+      hard_temperature: τ of the Gumbel-softmax.
+      dtype: compute dtype name (None: that of the parameters); param_dtype: parameter dtype name.
+    """
+
+    vocab_size: int = 64
+    target_vocab_size: int | None = None
+    cell: str = "lstm"
+    num_layers: int = 1
+    embed_dim: int = 32
+    hidden_dim: int = 64
+    decoder_hidden_dim: int | None = None
+    bidirectional: bool = False
+    attention: str = "luong"
+    score: str = "general"
+    attention_dim: int | None = None
+    input_feeding: bool = True
+    teacher_forcing_ratio: float = 1.0
+    scheduled_sampling_k: float | None = None
+    reverse_source: bool = False
+    dropout_rate: float = 0.0
+    hard: str | None = None
+    hard_temperature: float = 1.0
+    dtype: str | None = None
+    param_dtype: str = "float32"
+
+    VARIANTS: ClassVar[dict[str, dict]] = {
+        # Sutskever et al. 2014: deep LSTM, no attention, reversed source.
+        "bottleneck": dict(
+            cell="lstm", num_layers=2, attention="none", reverse_source=True, **_SMALL
+        ),
+        # Bahdanau et al. 2015: bidirectional GRU encoder, additive attention.
+        "bahdanau": dict(
+            cell="gru",
+            num_layers=1,
+            bidirectional=True,
+            attention="bahdanau",
+            decoder_hidden_dim=64,
+            **_SMALL,
+        ),
+        # Luong et al. 2015: stacked LSTM, general score, input feeding.
+        "luong": dict(
+            cell="lstm",
+            num_layers=2,
+            attention="luong",
+            score="general",
+            input_feeding=True,
+            **_SMALL,
+        ),
+    }
+
+    def __post_init__(self):
+        owner = "Seq2SeqRNNConfig"
+        check_positive(
+            owner,
+            vocab_size=self.vocab_size,
+            num_layers=self.num_layers,
+            embed_dim=self.embed_dim,
+            hidden_dim=self.hidden_dim,
+            hard_temperature=self.hard_temperature,
+        )
+        for name in ("target_vocab_size", "decoder_hidden_dim", "attention_dim"):
+            if getattr(self, name) is not None:
+                check_positive(owner, **{name: getattr(self, name)})
+        check_rate(owner, dropout_rate=self.dropout_rate)
+        if self.cell not in CELLS:
+            raise ValueError(
+                f"{owner}: unknown cell {self.cell!r}; expected one of {sorted(CELLS)}"
+            )
+        if self.attention not in DECODER_CELLS:
+            raise ValueError(
+                f"{owner}: unknown attention {self.attention!r}; expected one of "
+                f"{sorted(DECODER_CELLS)}"
+            )
+        if self.score not in LUONG_SCORES:
+            raise ValueError(
+                f"{owner}: unknown score {self.score!r}; expected one of {sorted(LUONG_SCORES)}"
+            )
+        if self.hard not in HARD_MODES:
+            raise ValueError(
+                f"{owner}: unknown hard={self.hard!r}; expected one of {list(HARD_MODES)}"
+            )
+        if self.hard is not None and self.attention == "none":
+            raise ValueError(
+                f"{owner}: hard={self.hard!r} needs attention ('bahdanau' or 'luong'), got "
+                "attention='none'"
+            )
+        if (
+            self.attention == "luong"
+            and self.score == "dot"
+            and (self.decoder_dim != self.encoder_output_dim)
+        ):
+            raise ValueError(
+                f"{owner}: the dot score needs decoder_hidden_dim == the encoder output width "
+                f"{self.encoder_output_dim}, got {self.decoder_dim}"
+            )
+        if not 0.0 <= self.teacher_forcing_ratio <= 1.0:
+            raise ValueError(
+                f"{owner}: teacher_forcing_ratio must be in [0, 1], got "
+                f"{self.teacher_forcing_ratio!r}"
+            )
+        if self.scheduled_sampling_k is not None and not self.scheduled_sampling_k >= 1.0:
+            raise ValueError(
+                f"{owner}: scheduled_sampling_k must be >= 1 (or None), got "
+                f"{self.scheduled_sampling_k!r}"
+            )
+
+    @property
+    def output_vocab_size(self) -> int:
+        """V, the target vocabulary: the last axis of the logits."""
+        return self.vocab_size if self.target_vocab_size is None else self.target_vocab_size
+
+    @property
+    def encoder_output_dim(self) -> int:
+        """Hm, the width of the encoder annotations: 2H when bidirectional, else H."""
+        return self.hidden_dim * (2 if self.bidirectional else 1)
+
+    @property
+    def decoder_dim(self) -> int:
+        """The width of the decoder state (`decoder_hidden_dim`, default Hm)."""
+        return self.decoder_hidden_dim or self.encoder_output_dim
+
+
+def inverse_sigmoid_decay(step: int | ArrayLike, k: float) -> Array:
+    """The teacher-forcing probability of scheduled sampling, p_i = k / (k + exp(i / k))
+    (Bengio et al. 2015, "Scheduled Sampling for Sequence Prediction with Recurrent Neural
+    Networks").
+
+    Args:
+      step: i >= 0, the training step (an int or an int array, may be traced).
+      k: k >= 1; larger k decays later (p falls to 1/2 near i = k log k).
+
+    Returns:
+      float32 p_i with the shape of `step`, in (0, 1).
+    """
+    if not k >= 1.0:
+        raise ValueError(f"inverse_sigmoid_decay: k must be >= 1, got {k!r}")
+    i = jnp.asarray(step, jnp.float32)
+    return k / (k + jnp.exp(i / k))
+
+
+def reverse_padded(ids: ArrayLike, mask: ArrayLike) -> tuple[Array, Array]:
+    """Reverse the real tokens of every right-padded row, leaving the padding in place.
+
+        order[b, j] = len_b - 1 - j for j < len_b, else j;   out[b, j] = ids[b, order[b, j]]
+
+    `order` is its own inverse, so it also maps results over reversed positions back.
+
+    Args:
+      ids: [B, S] (any dtype).
+      mask: bool [B, S], True = real token (right padding).
+
+    Returns:
+      (reversed ids [B, S], order int32 [B, S]).
+    """
+    ids, mask = jnp.asarray(ids), jnp.asarray(mask)
+    S = ids.shape[1]
+    lengths = jnp.sum(mask, axis=1, dtype=jnp.int32)[:, None]  # [B, 1]
+    positions = jnp.arange(S, dtype=jnp.int32)[None, :]
+    order = jnp.where(positions < lengths, lengths - 1 - positions, positions)
+    return jnp.take_along_axis(ids, order, axis=1), order
+
+
+class Seq2SeqRNNOutput(NamedTuple):
+    """What `Seq2SeqRNN.__call__` returns with `return_weights`, `return_gates` or
+    `return_log_prob`; fields that were not asked for are None.
+
+    Fields:
+      logits: [B, T, V].
+      weights: [B, T, S] the alignment over the source positions in their original order (zero
+        at padding); None for attention="none".
+      gates: {name: [B, T, Hd]} the gate activations of the top decoder layer over time
+        ("input", "forget", "output" for the LSTM; "reset", "update" for the GRU).
+      encoder_gates: {name: [B, S, H]} those of the top encoder layer's forward direction, in
+        the order the encoder read the source (reversed with `reverse_source`); zero at padding.
+      log_prob: [B, T] log p of the positions sampled by `hard="reinforce"` in training.
+    """
+
+    logits: Array
+    weights: Array | None = None
+    gates: dict[str, Array] | None = None
+    encoder_gates: dict[str, Array] | None = None
+    log_prob: Array | None = None
+
+
+class Seq2SeqRNN(nnx.Module):
+    """GRU/LSTM encoder-decoder: `Seq2SeqRNN(src[B, S], tgt_in[B, T], src_mask) -> logits[B, T, V]`.
+
+    Submodules: `source_embedding`, `target_embedding` (`nnx.Embed`), `encoder` (`RNN`), `bridge`
+    (`nnx.Linear` [Hm, Hd], s_0 = tanh(bridge(final encoder state)) per layer), `cell_bridge`
+    (LSTM only: c_0 = cell_bridge(final encoder memory cell)), `decoder` (a decoder cell of
+    `attn.layers.rnn_attention`), `output_proj` (`nnx.Linear` [F, V]) and `dropout`. Random
+    draws in training (teacher-forcing coins, hard-attention samples) come from `key=` or, when
+    it is None, from the module's `sampling` stream (`rngs.sampling`, default `rngs.default`).
+
+    Decoding (`attn.decoding.Decoder`): the state is {"carry": the decoder carry, "memory": the
+    encoder annotations [B, S, Hm], mask [B, S], summary [B, Hm] and source order [B, S]}, every
+    leaf with the batch on axis 0.
+    """
+
+    def __init__(self, config: Seq2SeqRNNConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        dtype, param_dtype = dtype_of(config.dtype), dtype_of(config.param_dtype)
+        common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        E, Hm, Hd = config.embed_dim, config.encoder_output_dim, config.decoder_dim
+        self.source_embedding = nnx.Embed(config.vocab_size, E, **common)
+        self.target_embedding = nnx.Embed(config.output_vocab_size, E, **common)
+        self.encoder = RNN(
+            E,
+            config.hidden_dim,
+            cell=config.cell,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout_rate=config.dropout_rate,
+            **common,
+        )
+        self.bridge = nnx.Linear(Hm, Hd, **common)
+        self.cell_bridge = nnx.data(nnx.Linear(Hm, Hd, **common) if config.cell == "lstm" else None)
+        cell_args = dict(num_layers=config.num_layers, **common)
+        attention_args = dict(
+            attention_dim=config.attention_dim,
+            hard=config.hard,
+            temperature=config.hard_temperature,
+            **cell_args,
+        )
+        if config.attention == "none":
+            decoder = BottleneckDecoderCell(config.cell, E, Hd, Hm, **cell_args)
+        elif config.attention == "bahdanau":
+            decoder = BahdanauDecoderCell(config.cell, E, Hd, Hm, **attention_args)
+        else:
+            decoder = LuongDecoderCell(
+                config.cell,
+                E,
+                Hd,
+                Hm,
+                score=config.score,
+                input_feeding=config.input_feeding,
+                **attention_args,
+            )
+        self.decoder = decoder
+        self.output_proj = nnx.Linear(decoder.features_dim, config.output_vocab_size, **common)
+        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.sampling = rngs["sampling"].fork()
+
+    # ------------------------------------------------------------------ encoder
+
+    def encode(
+        self,
+        src: ArrayLike,
+        src_mask: ArrayLike | None = None,
+        *,
+        deterministic: bool = True,
+        return_gates: bool = False,
+    ):
+        """Run the encoder and prepare the decoder.
+
+        Args:
+          src: int [B, S] source ids (right-padded).
+          src_mask: [B, S], 1/True = real token; None = no padding.
+          deterministic: no dropout when True.
+          return_gates: also return the encoder gate activations.
+
+        Returns:
+          (memory, carry): the memory dict of the decoder cells ("annotations" [B, S, Hm] over
+          the positions the encoder read, "mask" [B, S], "summary" [B, Hm] = the final state of
+          the top layer, "order" int [B, S] = the source position of each annotation) and the
+          decoder's initial carry. With `return_gates` a third item, {name: [B, S, H]} of the top
+          encoder layer's forward direction.
+        """
+        src = check_token_ids("Seq2SeqRNN", "src", src, self.config.vocab_size, "S")
+        B, S = src.shape
+        mask = check_padding_mask("Seq2SeqRNN", "src_mask", src_mask, B, S)
+        order = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+        if self.config.reverse_source:
+            src, order = reverse_padded(src, mask)
+        x = self.dropout(self.source_embedding(src), deterministic=deterministic)
+        annotations, final, gates = self.encoder(
+            x, mask, deterministic=deterministic, return_gates=True
+        )
+        L, D = self.config.num_layers, self.encoder.num_directions
+
+        def per_layer(states: Array) -> Array:
+            # [L·D, B, H] -> [L, D, B, H] -> [B, L, D, H] -> [B, L, D·H]
+            states = states.reshape(L, D, B, -1).transpose(2, 0, 1, 3)
+            return states.reshape(B, L, -1)
+
+        final_h = final[0] if self.config.cell == "lstm" else final
+        hidden = per_layer(final_h)
+        cell = None
+        if self.cell_bridge is not None:
+            cell = self.cell_bridge(per_layer(final[1]))
+        carry = self.decoder.initial_carry(jnp.tanh(self.bridge(hidden)), cell)
+        memory = {
+            "annotations": annotations,
+            "mask": mask,
+            "summary": hidden[:, -1],
+            "order": order,
+        }
+        if return_gates:
+            return memory, carry, gates[(L - 1) * D]
+        return memory, carry
+
+    # ------------------------------------------------------------------ full model
+
+    def __call__(
+        self,
+        src: ArrayLike,
+        tgt_in: ArrayLike,
+        src_mask: ArrayLike | None = None,
+        *,
+        deterministic: bool = True,
+        key: PRNGKey | None = None,
+        step: int | ArrayLike | None = None,
+        return_weights: bool = False,
+        return_gates: bool = False,
+        return_log_prob: bool = False,
+    ) -> Array | Seq2SeqRNNOutput:
+        """Next-token logits of the target given the source.
+
+        Evaluation (`deterministic=True`) is teacher forced: step t reads tgt_in[:, t]. Training
+        (`deterministic=False`) applies dropout and, where configured, reads the model's own
+        previous prediction instead with probability 1 - p (p = `teacher_forcing_ratio`, or the
+        scheduled-sampling decay at `step`); with p = 1 it is exactly the teacher-forced pass.
+
+        Args:
+          src: int [B, S] source ids (right-padded).
+          tgt_in: int [B, T] target ids shifted right (tgt_in[:, 0] is the start token; position
+            t predicts token t + 1).
+          src_mask: [B, S], 1/True = real source token; None = no padding.
+          deterministic: evaluation mode when True.
+          key: a `jax.random` key for the training-time draws; None: the `sampling` stream.
+          step: the training step i of scheduled sampling (required with
+            `scheduled_sampling_k` in training; may be traced).
+          return_weights: return the alignment weights [B, T, S].
+          return_gates: return the decoder and encoder gate activations.
+          return_log_prob: return the REINFORCE log-probabilities [B, T] (`hard="reinforce"`).
+
+        Returns:
+          logits [B, T, V]; a `Seq2SeqRNNOutput` when any `return_*` flag is set.
+        """
+        config = self.config
+        tgt_in = check_token_ids("Seq2SeqRNN", "tgt_in", tgt_in, config.output_vocab_size, "T")
+        src = jnp.asarray(src)
+        if src.ndim == 2 and tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(
+                f"Seq2SeqRNN: tgt_in must have the batch of src, [B, T] with B={src.shape[0]}, "
+                f"got shape {tgt_in.shape}"
+            )
+        memory, carry, encoder_gates = self.encode(
+            src, src_mask, deterministic=deterministic, return_gates=True
+        )
+        teacher = self._teacher_probability(deterministic, step)
+        hard_key = not deterministic and config.hard in NEEDS_KEY
+        if (teacher is not None or hard_key) and key is None:
+            key = self.sampling()
+        T = tgt_in.shape[1]
+        step_keys = None
+        if hard_key:
+            step_keys = jax.random.split(jax.random.fold_in(key, 0), T)
+        if teacher is None:
+            steps = self._decode_teacher_forced(carry, memory, tgt_in, step_keys, deterministic)
+        else:
+            coins = jax.random.uniform(jax.random.fold_in(key, 1), tgt_in.shape) < teacher
+            coins = coins.at[:, 0].set(True)  # the start token is always given
+            steps = self._decode_mixed(carry, memory, tgt_in, coins, step_keys, deterministic)
+        logits = self.output_proj(self.dropout(steps.features, deterministic=deterministic))
+        if not (return_weights or return_gates or return_log_prob):
+            return logits
+        weights = None
+        if return_weights and steps.weights is not None:
+            weights = self._source_order(steps.weights, memory["order"])
+        return Seq2SeqRNNOutput(
+            logits,
+            weights=weights,
+            gates=steps.gates if return_gates else None,
+            encoder_gates=encoder_gates if return_gates else None,
+            log_prob=steps.log_prob if return_log_prob else None,
+        )
+
+    def _teacher_probability(self, deterministic: bool, step) -> Array | float | None:
+        """The teacher-forcing probability p, or None for a fully teacher-forced pass."""
+        config = self.config
+        if deterministic:
+            return None
+        if config.scheduled_sampling_k is not None:
+            if step is None:
+                raise ValueError(
+                    "Seq2SeqRNN: scheduled sampling (scheduled_sampling_k="
+                    f"{config.scheduled_sampling_k}) needs the training step, step=i, got None"
+                )
+            return inverse_sigmoid_decay(step, config.scheduled_sampling_k)
+        if config.teacher_forcing_ratio == 1.0:
+            return None
+        return config.teacher_forcing_ratio
+
+    def _decode_teacher_forced(self, carry, memory, tgt_in, step_keys, deterministic):
+        """Scan the decoder over the embedded targets: DecoderStep fields over time [B, T, ...]."""
+        embedded = jnp.swapaxes(self.target_embedding(tgt_in), 0, 1)  # [T, B, E]
+
+        def body(carry, inputs):
+            embedded_t, key_t = inputs
+            return self.decoder(carry, embedded_t, memory, key=key_t, deterministic=deterministic)
+
+        _, steps = jax.lax.scan(body, carry, (embedded, step_keys))
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)  # [T, B, ...] -> [B, T, ...]
+
+    def _decode_mixed(self, carry, memory, tgt_in, coins, step_keys, deterministic):
+        """Scan the decoder, reading tgt_in[:, t] where coins[:, t], else the previous argmax."""
+
+        def body(state, inputs):
+            carry, previous = state
+            given, coin, key_t = inputs
+            token = jnp.where(coin, given, previous)
+            carry, out = self.decoder(
+                carry, self.target_embedding(token), memory, key=key_t, deterministic=deterministic
+            )
+            prediction = jnp.argmax(self.output_proj(out.features), axis=-1).astype(given.dtype)
+            return (carry, prediction), out
+
+        start = (carry, tgt_in[:, 0])
+        xs = (jnp.swapaxes(tgt_in, 0, 1), jnp.swapaxes(coins, 0, 1), step_keys)
+        _, steps = jax.lax.scan(body, start, xs)
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
+
+    @staticmethod
+    def _source_order(weights: Array, order: Array) -> Array:
+        """Weights over the positions the encoder read -> over the original source positions."""
+        if weights.ndim == 3:
+            order = order[:, None, :]  # [B, S] -> [B, 1, S]
+        return jnp.take_along_axis(weights, order, axis=-1)
+
+    # ------------------------------------------------------------------ attn.decoding.Decoder
+
+    @property
+    def vocab_size(self) -> int:
+        """V, the target vocabulary (the `attn.decoding.Decoder` attribute)."""
+        return self.config.output_vocab_size
+
+    def start(
+        self,
+        prompt: ArrayLike,
+        source: ArrayLike | None,
+        source_mask: ArrayLike | None,
+        max_length: int,
+    ) -> tuple[Array, dict, Array | None]:
+        """Encode the source and read the prompt (`attn.decoding.Decoder.start`).
+
+        Args:
+          prompt: int [B, T0], T0 >= 1, the start token(s) of the target.
+          source: int [B, S] source ids.
+          source_mask: [B, S], 1/True = real token; None = no padding.
+          max_length: the longest target; an RNN has no limit, so it is not checked.
+
+        Returns:
+          (logits [B, V] of the token after the prompt, state, weights [B, S] of the last prompt
+          step over the original source positions, or None without attention).
+        """
+        if source is None:
+            raise ValueError(
+                "source: Seq2SeqRNN is an encoder-decoder and needs the source ids int [B, S], "
+                "got None"
+            )
+        prompt = check_token_ids("Seq2SeqRNN", "prompt", prompt, self.vocab_size, "T0")
+        if prompt.shape[1] < 1:
+            raise ValueError(f"Seq2SeqRNN.start: prompt must hold >= 1 token, got {prompt.shape}")
+        memory, carry = self.encode(source, source_mask)
+        state = {"carry": carry, "memory": memory}
+        for t in range(prompt.shape[1]):
+            logits, state, weights = self.step(state, prompt[:, t])
+        return logits, state, weights
+
+    def step(self, state: dict, tokens: ArrayLike) -> tuple[Array, dict, Array | None]:
+        """One target token per row, int [B] -> (logits [B, V], state, weights [B, S] or None)."""
+        tokens = jnp.asarray(tokens)
+        memory = state["memory"]
+        B = memory["mask"].shape[0]
+        if tokens.shape != (B,) or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(
+                f"Seq2SeqRNN.step: tokens must be integer ids [B] with B={B}, got {tokens.dtype} "
+                f"array of shape {tokens.shape}"
+            )
+        carry, out = self.decoder(state["carry"], self.target_embedding(tokens), memory)
+        logits = self.output_proj(out.features)
+        weights = None
+        if out.weights is not None:
+            weights = self._source_order(out.weights, memory["order"])
+        return logits, {"carry": carry, "memory": memory}, weights
+
+    @staticmethod
+    def reorder(state: dict, indices: ArrayLike) -> dict:
+        """Row i of the new state is row indices[i] of `state` (int [B'])."""
+        return jax.tree.map(lambda x: jnp.take(x, jnp.asarray(indices), axis=0), state)
