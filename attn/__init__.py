@@ -5,8 +5,16 @@ Packages: `attn.kernels` (pure JAX attention functions), `attn.layers` (flax.nnx
 checkpoint import).
 """
 
-from attn import kernels, layers, models, pretrained
+from attn import decoding, kernels, layers, models, pretrained
 from attn.kernels import attention, dot_product_attention
 
-__all__ = ["attention", "dot_product_attention", "kernels", "layers", "models", "pretrained"]
+__all__ = [
+    "attention",
+    "decoding",
+    "dot_product_attention",
+    "kernels",
+    "layers",
+    "models",
+    "pretrained",
+]
 __version__ = "0.1.0"
