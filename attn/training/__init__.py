@@ -1,0 +1,14 @@
+"""Training: losses, optimizers, metrics, step functions, checkpoints, sharding, the loop.
+
+Modules:
+  losses        masked cross-entropy with label smoothing and z-loss, in float32
+  optimizers    the optax optimizer factory (AdamW, clipping, accumulation) and schedules
+  metrics       accuracy, perplexity, exact match, BLEU (sacrebleu)
+  writers       progress bar, TensorBoard event files and the JSON-lines metrics file
+  tasks         how each model family consumes a batch: seq2seq, lm, mlm, classification
+  steps         jitted train and eval steps (donated buffers, bfloat16 compute, non-finite guard)
+  checkpoint    orbax checkpoints of the whole training state, with fallback and SIGTERM handling
+  sharding      device mesh, logical-axis rules and the sharding plan
+  distributed   multi-host initialisation
+  loop          `train_and_evaluate(config, workdir)`, the one entry point of every experiment
+"""

@@ -1,0 +1,76 @@
+"""Train a model from an experiment config: the command-line face of `train_and_evaluate`.
+
+    python experiments/train.py --config experiments/configs/dates.py --workdir runs/dates
+    python experiments/train.py --config experiments/configs/dates.py:smoke --workdir /tmp/x \
+        --config.num_train_steps=10 --config.optimizer.learning_rate=1e-3
+
+`--config.<field>=<value>` overrides any field of the (locked) config. Running it again with the
+same --workdir resumes from the newest checkpoint. Several hosts: run the same command on each
+with --coordinator_address, --num_processes and --process_id (or the ATTN_* / JAX_* environment
+variables of attn.training.distributed). A bad flag or config value ends the program with one
+line on stderr that says what to change.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "experiment config file (path[:argument]).")
+flags.DEFINE_string("workdir", None, "directory of checkpoints, logs and plots.")
+flags.DEFINE_string("coordinator_address", None, "multi-host: host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "multi-host: index of this process.")
+flags.DEFINE_bool("auto_detect_cluster", False, "multi-host: let JAX detect a TPU pod or SLURM.")
+
+
+def fail(message: str) -> None:
+    """Exit with status 1 and `message` as the last (single) line of stderr."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    try:
+        rest = FLAGS(argv)
+        if FLAGS.config is None:
+            raise flags.Error("--config is required, e.g. --config experiments/configs/dates.py")
+    except flags.Error as error:
+        fail(error)
+    except (AttributeError, KeyError) as error:  # --config.<name> of a field that does not exist
+        name = str(error).strip("\"'")
+        fail(f"the config has no field {name!r}; check the spelling of --config.<field> overrides")
+    except Exception as error:  # a config file that does not load, a bad override value
+        fail(f"{type(error).__name__}: {error}")
+    if FLAGS.workdir is None:
+        fail("--workdir is required, e.g. --workdir runs/dates")
+    return rest
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax and grain log every file at INFO
+    from attn.data import DatasetNotFoundError
+    from attn.training import distributed
+    from attn.training.loop import train_and_evaluate
+    from attn.training.steps import NonFiniteLossError
+
+    try:
+        distributed.initialize(
+            FLAGS.coordinator_address,
+            FLAGS.num_processes,
+            FLAGS.process_id,
+            auto_detect=FLAGS.auto_detect_cluster,
+        )
+        result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, TypeError, DatasetNotFoundError, NonFiniteLossError) as error:
+        fail(error)
+    if not result.finished:
+        print(f"stopped at step {result.step}; run the same command to resume", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
