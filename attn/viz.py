@@ -25,11 +25,15 @@ from typing import Any
 
 import numpy as np
 from flax import nnx
+
+from attn.extras import require
+from attn.typing import ArrayLike
+
+require("viz", "attn.viz")
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
-
-from attn.typing import ArrayLike
 
 HEAD_FUSIONS = ("mean", "max", "min")
 ATTENTION_CMAP = "viridis"

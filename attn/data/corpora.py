@@ -81,12 +81,8 @@ def digits(split: str, *, seed: int = 0, max_examples: int | None = None):
     Returns:
       (images uint8[B, 8, 8, 1] with values 0-16, labels int64[B]).
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError(
-            'the "digits" dataset needs scikit-learn: pip install scikit-learn'
-        ) from e
+    from sklearn.datasets import load_digits  # slow to import: only when needed
+
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     data = load_digits()

@@ -12,3 +12,7 @@ Modules:
   distributed   multi-host initialisation
   loop          `train_and_evaluate(config, workdir)`, the one entry point of every experiment
 """
+
+from attn.extras import require
+
+require("train", "attn.training")
