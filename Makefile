@@ -7,13 +7,14 @@ PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info
 CONSTRAINTS := constraints-$(PY_VERSION).txt
 
 # The floor check on Python 3.13: its own venv, pinned by constraints-3.13.txt, and a short
-# selection (import, README example, kernels, a model forward, the pydoc corpus) in about 3 min.
+# selection: import and extras, the README's kernel example, the kernels against jax.nn and the
+# float64 references, the language model (forward, masks, KV cache), the pydoc corpus.
 PYTHON313 ?= python3.13
 VENV313 := .venv-py313
 STAMP313 := $(VENV313)/.installed
 PY313_TESTS := tests/extras_test.py tests/readme_test.py::test_readme_kernel_example_runs \
-  tests/kernels/attention_test.py tests/kernels/multihead_test.py tests/kernels/blockwise_test.py \
-  tests/models/lm_test.py tests/data/builders_test.py::test_pydoc_corpus_splits_documents_without_overlap \
+  tests/kernels/attention_test.py tests/kernels/multihead_test.py tests/models/lm_test.py \
+  tests/data/builders_test.py::test_pydoc_corpus_splits_documents_without_overlap \
   tests/data/builders_test.py::test_pydoc_corpus_is_the_shipped_snapshot_on_every_python
 
 .PHONY: test test-py313 bench lint format clean train
@@ -40,7 +41,7 @@ $(STAMP313): pyproject.toml constraints-3.13.txt
 	touch $(STAMP313)
 
 test-py313: $(STAMP313)
-	$(VENV313)/bin/python -m pytest -q -m "not slow" $(PY313_TESTS)
+	$(VENV313)/bin/python -m pytest -q -m "not slow" -k "not dropout" $(PY313_TESTS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/attention.py
