@@ -16,7 +16,7 @@ by √D.
 Cached decoding: `init_cache(batch, max_length, encoded, src_mask)` allocates the self-attention
 caches of every decoder block and projects the encoder output to the cross-attention keys and
 values once; then `decode(tgt_chunk, None, decode=True)` for a prompt of any length and for each
-new token.
+new token; `stepper()` packages that for `attn.decoding`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import ACTIVATIONS
 from attn.layers.position import LearnedPositions, SinusoidalPositions
 from attn.models.inputs import check_token_ids
+from attn.models.transformer_stepper import TransformerStepper
 from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike
 
@@ -501,6 +502,11 @@ class Transformer(nnx.Module):
             block.self_attention.clear_cache()
             block.cross_attention.clear_cache()
         self.cached_src_mask = None
+
+    def stepper(self) -> TransformerStepper:
+        """The decoding step of this model for `attn.decoding` (`greedy`, `sample`,
+        `beam_search`): encode the source, prefill the prompt, then one token per step."""
+        return TransformerStepper(self)
 
     def _cache_offset(self) -> Array:
         """Position of the next target token: the self-attention cache index."""

@@ -16,6 +16,7 @@ predictions (for exact match and BLEU) and one attention map per example for the
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -225,13 +226,14 @@ class Task:
             source=src,
             source_mask=src != PAD_ID,
             pad_id=PAD_ID,
-            return_weights=return_weights,
         )
         if beam_size > 1:
-            result = decoding.beam_search(model, prompt, beam_size=beam_size, **options)
+            tokens = decoding.beam_search(model, prompt, beam_size=beam_size, **options).tokens
         else:
-            result = decoding.greedy(model, prompt, **options)
-        tokens, weights = result if return_weights else (result, None)
+            tokens = decoding.greedy(model, prompt, **options)
+        weights = None
+        if return_weights:  # the model rerun on its output, teacher forced
+            weights = _cross_attention(self.family, *nnx.split(model), src, tokens[:, :-1])
         return tokens[:, 1:], weights
 
     def attention_maps(self, model: nnx.Module, batch: Mapping[str, Array]) -> Array:
@@ -248,6 +250,18 @@ class Task:
         if isinstance(chosen, tuple):
             chosen = chosen[-1]
         return jnp.mean(chosen.astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _cross_attention(family: str, graphdef, state, src: Array, tgt_in: Array) -> Array:
+    """The attention over the source [B, T, S] behind the logits of `tgt_in` [B, T]: the RNN
+    alignment, or the last decoder block's cross-attention averaged over heads."""
+    model, src_mask = nnx.merge(graphdef, state), src != PAD_ID
+    if family == "Seq2SeqRNN":
+        return model(src, tgt_in, src_mask, return_weights=True).weights
+    _, weights = collect_attention_weights(model, src, tgt_in, src_mask)
+    last = [path for path in weights if path[-1] == "cross_attention"][-1]
+    return jnp.mean(weights[last].astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
 
 
 class _LogitsOf(nnx.Module):
