@@ -12,6 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from attn import decoding
@@ -130,12 +131,16 @@ def _rnn_teacher_forced(graphdef, params, source, tgt_in, source_mask):
     return model(source, tgt_in, source_mask, return_weights=True).weights
 
 
-def test_rnn_alignment_of_the_decoded_sequence_is_what_the_steps_saw():
-    config = Seq2SeqRNNConfig(
-        vocab_size=V, cell="gru", embed_dim=8, hidden_dim=12, bidirectional=True,
-        attention="bahdanau", reverse_source=True,
-    )  # fmt: skip
-    model = build(Seq2SeqRNN, config, 0)
+RNN_CONFIGS = {
+    "bahdanau": dict(cell="gru", bidirectional=True, reverse_source=True),
+    "luong": dict(cell="lstm", num_layers=2, score="general", input_feeding=True),
+}
+
+
+@pytest.mark.parametrize("attention", sorted(RNN_CONFIGS))
+def test_rnn_alignment_of_the_decoded_sequence_is_what_the_steps_saw(attention):
+    fields = dict(vocab_size=V, embed_dim=8, hidden_dim=12, attention=attention)
+    model = build(Seq2SeqRNN, Seq2SeqRNNConfig(**fields, **RNN_CONFIGS[attention]), 0)
     source, source_mask = source_batch()
     bos = jnp.ones((B, 1), jnp.int32)
     tokens = decoding.greedy(model, bos, source=source, source_mask=source_mask, max_new_tokens=M)
