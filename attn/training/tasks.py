@@ -210,7 +210,8 @@ class Task:
           batch: a batch with `inputs` int [B, S].
           max_new_tokens: M, the longest output.
           beam_size: K; 1 is greedy search.
-          return_weights: also return the attention weights (models with attention only).
+          return_weights: also return the attention over the source behind each token, read
+            by running the model on its output, teacher forced (models with attention only).
 
         Returns:
           (tokens int32 [B, M], pad after EOS; the cross-attention weights float32 [B, M, S]
