@@ -106,6 +106,7 @@ def test_setup_cell_and_badges_follow_pyproject_and_the_tested_jax():
             f"{owner_and_name}/blob/{ref}/colab/{source.stem}.ipynb"
         )
         assert f"]({badge})" in header.source, f"{source.name}: badge must link {badge}"
+        assert f"]({badge})" in (COLAB / "README.md").read_text(), "list it in colab/README.md"
         assert "| `ci` |" in header.source and "| `full` |" in header.source, "runtime table"
         text = source.read_text()
         for banned in BANNED:
