@@ -218,7 +218,7 @@ numpy_formula = {
     "cosine": unit(q) @ unit(k).T / 0.5,
 }
 logits = {name: np.asarray(SCORES[name](q, k, **params[name])) for name in SCORES}
-figure, axes = plt.subplots(1, len(logits), figsize=(16, 3))
+figure, axes = plt.subplots(1, len(logits), figsize=(16, 3), layout="constrained")
 for ax, (name, s) in zip(axes, logits.items(), strict=True):
     image = ax.imshow(s, cmap="RdBu_r")
     ax.set(title=name, xlabel="key j", ylabel="query i")
@@ -249,7 +249,8 @@ print("weights rows sum to 1; out = weights · values")
 #
 # A mask is a boolean array, True = may attend. Causal: query i sees keys j ≤ i. With a decoding
 # offset p (a chunk of queries that starts at position p of the cache) query i sees j ≤ p + i.
-# Padding: key j of example b is real iff j < length_b. A window w: |j − i| ≤ w.
+# Padding: key j of example b is real iff j < length_b. A window w: |j − i| ≤ w. Black = may
+# attend.
 
 # %%
 T = S = 8
@@ -260,7 +261,7 @@ masks = {
     "window 2": window_mask(T, S, 2),
     "causal ∧ window (2, 0)": causal_mask(T, S) & window_mask(T, S, (2, 0)),
 }
-figure, axes = plt.subplots(1, len(masks), figsize=(16, 3.2))
+figure, axes = plt.subplots(1, len(masks), figsize=(16, 3.2), layout="constrained")
 for ax, (name, mask) in zip(axes, masks.items(), strict=True):
     ax.imshow(np.asarray(mask), cmap="Greys", vmin=0, vmax=1)
     ax.set(title=name, xlabel="key j", ylabel="query i")
@@ -336,7 +337,7 @@ for d in SIZES["dims"]:
         )
 for row in rows:
     print(row)
-figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
+figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
 for name in ("dot", "scaled_dot"):
     picked = [r for r in rows if r["score"] == name]
     left.plot([r["d"] for r in picked], [r["entropy"] for r in picked], "o-", label=name)
@@ -443,7 +444,7 @@ assert np.abs(np.asarray(p_lib[0]) - p_8).max() < 1e-15
 assert np.abs(np.asarray(z_lib[0]) - z_8).max() < 1e-15
 assert np.abs(np.asarray(z_causal[-1]) - z_8).max() < 1e-15
 
-figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6))
+figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
 left.bar(np.arange(8), p_8, label="attn")
 left.plot(np.arange(8), NOTES_P8, "k_", markersize=18, label="notes (3 decimals)")
 left.set_xticks(np.arange(8), words, rotation=30)

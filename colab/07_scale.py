@@ -288,12 +288,18 @@ for name, run in runs.items():
     used = {op: n for op, n in run["collectives"].items() if n}
     print(f"{name:36} {losses:40} {run['device_bytes'] / 2**20:12.4f}  {used}")
 
-figure, (left, right) = plt.subplots(1, 2, figsize=(13, 3.6))
-left.barh(list(runs), [run["device_bytes"] / total_bytes for run in runs.values()])
-left.set(xlabel="parameter bytes on one device / all parameter bytes", xlim=(0, 1.05))
+figure, (left, *grids) = plt.subplots(
+    1, 3, figsize=(15, 3.8), width_ratios=[1.6, 1, 1], layout="constrained"
+)
+left.barh(
+    [name.split(" (")[0] for name in runs], [r["device_bytes"] / total_bytes for r in runs.values()]
+)
+left.set(xlabel="parameter bytes on CPU 0 / all parameter bytes", xlim=(0, 1.05))
 left.invert_yaxis()
 watched = "blocks/0/self_attention/query/kernel"
-for column, name in enumerate(("FSDP (data=2, fsdp=4)", "tensor parallel (data=2, tensor=4)")):
+for ax, name in zip(
+    grids, ("FSDP (data=2, fsdp=4)", "tensor parallel (data=2, tensor=4)"), strict=True
+):
     leaf = next(
         leaf
         for path, leaf in jax.tree_util.tree_flatten_with_path(runs[name]["placed"])[0]
@@ -302,11 +308,12 @@ for column, name in enumerate(("FSDP (data=2, fsdp=4)", "tensor parallel (data=2
     owner = np.full(leaf.shape, -1)
     for shard in sorted(leaf.addressable_shards, key=lambda s: -s.device.id):
         owner[shard.index] = shard.device.id  # the lowest device id holding each entry
-    ax = right.inset_axes([column * 0.52, 0, 0.46, 1])
     ax.imshow(owner, cmap="tab10", vmin=0, vmax=9, aspect="auto")
-    ax.set(title=f"{name.split(' (')[0]}: {leaf.sharding.spec}", xlabel="N·H", ylabel="D")
-right.axis("off")
-right.set_title(f"{watched} [D, N·H], colour = device", pad=22)
+    ax.set(
+        title=f"{name.split(' (')[0]}: {watched.split('/', 1)[1]}\n{leaf.sharding.spec}, colour = device",
+        xlabel="N·H",
+        ylabel="D",
+    )
 plt.show()
 
 # %% [markdown]
