@@ -36,8 +36,8 @@
 #
 # | scale | what runs | time |
 # |---|---|---|
-# | `ci` | small sizes, 64 samples per d | about 15 s on 2 CPU cores (measured) |
-# | `cpu` | larger sizes, 1,024 samples per d | about 20 s on 2 CPU cores (measured) |
+# | `ci` | small sizes, 64 samples per d | about 20 s of CPU time (measured) |
+# | `cpu` | larger sizes, 1,024 samples per d | about 20 s of CPU time (measured) |
 # | `full` | the `cpu` sizes, T = 1,024 for the parity check | under 1 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`

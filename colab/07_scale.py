@@ -38,8 +38,8 @@
 #
 # | scale | what runs | time |
 # |---|---|---|
-# | `ci` | a 1-layer LM, 2 steps per layout | about 20 s on 2 CPU cores (measured) |
-# | `cpu` | a 2-layer LM, 10 steps per layout | about 40 s on 2 CPU cores (measured) |
+# | `ci` | a 1-layer LM, 2 steps per layout | about 20 s of CPU time (measured) |
+# | `cpu` | a 2-layer LM, 10 steps per layout | about 25 s of CPU time (measured) |
 # | `full` | the `cpu` run and the long-context sweep on the accelerator | about 5 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
