@@ -200,7 +200,7 @@ def new_figure(width: float = 8.0, height: float = 3.5, columns: int = 1):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, columns)
     return figure, np.atleast_1d(axes)
