@@ -459,8 +459,9 @@ plt.show()
 # %% [markdown]
 # What changes the reading? Without positional embeddings every q_t is 0 or points along the first
 # axis, q_8 = 0, and p_8 is uniform (mean pooling); unscaled scores sharpen p_8 a little. The
-# sentence still reads as negative in every variant: "Awful" sits in the value's second
-# coordinate, which every weighted average keeps positive.
+# sentence still reads as negative in every variant. The logit of "bad" is z[1] − z[0]; with the
+# positions every row of V has v[1] − v[0] ≥ 0, so any weighting reads "bad"; without them only
+# "plot" leans to "good", and the uniform weights still favour "bad".
 
 # %%
 variants = {

@@ -367,7 +367,7 @@ except ValueError as error:
 # ## Long contexts on the accelerator (`full` scale only)
 #
 # Standard attention materialises the [B, N, T, S] score matrix: at T = 32k and 8 heads that is
-# 8 GiB in bfloat16 for one example, half the 16 GB of a v5e chip, and the backward pass keeps
+# 16 GiB in bfloat16 for one example, all of a v5e chip's 16 GB, and the backward pass keeps
 # more. The blockwise kernel (online softmax over key blocks, as in Rabe & Staats 2021 and
 # FlashAttention) keeps O(T) memory. Below: XLA's compiled scratch memory (`memory_analysis`) and
 # the time of forward + backward, causal, for growing T. It runs only at `full` scale on a TPU
