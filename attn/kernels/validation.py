@@ -6,11 +6,14 @@ names the argument, the expected shape in the dimension key (see `attn.typing`) 
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Sequence
 
 import jax.numpy as jnp
 
 from attn.kernels import scores as scores_lib
+from attn.typing import DType
 
 IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn")
 _SAME_WIDTH_SCORES = ("dot", "scaled_dot", "cosine")
@@ -39,6 +42,76 @@ def check_float(fn: str, name: str, x) -> None:
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"{fn}: {name} must be a floating-point array, got dtype {dtype}")
+
+
+def check_int(fn: str, name: str, value, *, minimum: int | None = None) -> int:
+    """`value` as a Python int (>= minimum when given): a TypeError for a non-integer (bool
+    included), a ValueError below the minimum."""
+    if isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{fn}: {name} must be an int, got {value!r} of type {type(value).__name__}"
+        ) from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_multiple(fn: str, name: str, value, multiple: int) -> int:
+    """`value` as a positive int that `multiple` divides (an even width for `multiple=2`)."""
+    value = check_int(fn, name, value, minimum=multiple)
+    if value % multiple:
+        raise ValueError(f"{fn}: {name} must be a multiple of {multiple}, got {value}")
+    return value
+
+
+def check_above(fn: str, name: str, value, bound: float) -> float:
+    """`value` as a float strictly greater than `bound`: a TypeError for a non-number (bool and
+    None included), a ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
+    if not value > bound:
+        raise ValueError(f"{fn}: {name} must be > {bound}, got {value!r}")
+    return value
+
+
+def check_positive(fn: str, name: str, value) -> float:
+    """`value` unchanged after checking it is a number > 0 (a width, a count, a temperature)."""
+    return check_above(fn, name, value, 0)
+
+
+def check_dropout_rate(fn: str, name: str, value) -> float:
+    """`value` unchanged after checking it is a dropout probability in [0, 1) (1 would drop
+    everything)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{fn}: {name} must lie in [0, 1), got {value!r}")
+    return value
+
+
+def check_float_dtype(fn: str, name: str, dtype: DType) -> jnp.dtype:
+    """`dtype` as a `jnp.dtype`, after checking it is a floating-point dtype."""
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{fn}: {name} must be a floating-point dtype, got {dtype}")
+    return dtype
+
+
+def check_offset(fn: str, offset):
+    """A position offset: a Python int, or a (possibly traced) integer scalar array."""
+    if isinstance(offset, int) and not isinstance(offset, bool):
+        return offset
+    shape, dtype = jnp.shape(offset), jnp.result_type(offset)
+    if shape != () or not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(
+            f"{fn}: offset must be an integer scalar (the position of query 0), "
+            f"got shape {shape} and dtype {dtype}"
+        )
+    return offset
 
 
 def check_broadcastable(

@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels.positions import sincos_2d_encoding
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import ACTIVATIONS
-from attn.layers.position import LearnedPositions, sincos_2d_encoding
+from attn.layers.position import LearnedPositions
 from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attn.kernels.positions import sinusoidal_encoding
 from attn.layers.blocks import TransformerBlock
-from attn.layers.position import sinusoidal_encoding
 from attn.models.transformer import Transformer, TransformerConfig
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
