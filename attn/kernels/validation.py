@@ -10,10 +10,12 @@ import numbers
 import operator
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from attn.kernels import scores as scores_lib
-from attn.typing import DType
+from attn.typing import Array, ArrayLike, DType
 
 IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn")
 _SAME_WIDTH_SCORES = ("dot", "scaled_dot", "cosine")
@@ -89,7 +91,7 @@ def check_dropout_rate(fn: str, name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"{fn}: {name} must lie in [0, 1), got {value!r}")
+        raise ValueError(f"{fn}: {name} must be in [0, 1), got {value!r}")
     return value
 
 
@@ -112,6 +114,16 @@ def check_offset(fn: str, offset):
             f"got shape {shape} and dtype {dtype}"
         )
     return offset
+
+
+def check_features(fn: str, name: str, x: ArrayLike, letter: str, size: int) -> None:
+    """Raise unless `x` is a floating array [..., letter] whose last axis has `size` entries."""
+    check_float(fn, name, x)
+    shape = tuple(jnp.shape(x))
+    if not shape or shape[-1] != size:
+        raise ValueError(
+            f"{fn}: {name} must have shape [..., {letter}] = [..., {size}], got shape {shape}"
+        )
 
 
 def check_broadcastable(
@@ -203,3 +215,25 @@ def check_multihead(
         if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
             raise TypeError(f"{fn}: {name} must be integer, got dtype {jnp.result_type(lengths)}")
         check_rank(fn, name, lengths, ("B",), (B,))
+
+
+def check_token_ids(
+    owner: str, name: str, ids: ArrayLike, vocab_size: int, letter: str = "T"
+) -> Array:
+    """`ids` as an array, after checking it is integer [B, letter] and, when its values are known
+    (outside `jax.jit`), that every id lies in [0, vocab_size)."""
+    known = None if isinstance(ids, jax.core.Tracer) else np.asarray(ids)
+    ids = jnp.asarray(ids)
+    if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise ValueError(
+            f"{owner}: {name} must be integer token ids [B, {letter}], got {ids.dtype} array of "
+            f"shape {ids.shape}"
+        )
+    if known is not None and known.size:
+        low, high = int(known.min()), int(known.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(
+                f"{owner}: {name} must lie in [0, vocab_size={vocab_size}), got ids from {low} "
+                f"to {high}"
+            )
+    return ids
