@@ -222,18 +222,28 @@ def check_token_ids(
 ) -> Array:
     """`ids` as an array, after checking it is integer [B, letter] and, when its values are known
     (outside `jax.jit`), that every id lies in [0, vocab_size)."""
-    known = None if isinstance(ids, jax.core.Tracer) else np.asarray(ids)
-    ids = jnp.asarray(ids)
-    if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
+    array = jnp.asarray(ids)
+    if array.ndim != 2 or not jnp.issubdtype(array.dtype, jnp.integer):
         raise ValueError(
-            f"{owner}: {name} must be integer token ids [B, {letter}], got {ids.dtype} array of "
-            f"shape {ids.shape}"
+            f"{owner}: {name} must be integer token ids [B, {letter}], got {array.dtype} array of "
+            f"shape {array.shape}"
         )
-    if known is not None and known.size:
+    check_indices(owner, name, ids, vocab_size, "vocab_size", noun="ids")
+    return array
+
+
+def check_indices(
+    fn: str, name: str, values: ArrayLike, size: int, size_name: str, *, noun: str = "values"
+) -> None:
+    """Raise a ValueError unless every entry of `values` lies in [0, size) (a row of a table of
+    `size_name` = size rows). Values that are only known at run time (traced under `jax.jit`)
+    are not checked; NumPy arrays closed over by a jitted function are, once, at trace time."""
+    if isinstance(values, jax.core.Tracer):
+        return
+    known = np.asarray(values)
+    if known.size:
         low, high = int(known.min()), int(known.max())
-        if low < 0 or high >= vocab_size:
+        if low < 0 or high >= size:
             raise ValueError(
-                f"{owner}: {name} must lie in [0, vocab_size={vocab_size}), got ids from {low} "
-                f"to {high}"
+                f"{fn}: {name} must lie in [0, {size_name}={size}), got {noun} from {low} to {high}"
             )
-    return ids

@@ -20,7 +20,13 @@ import numpy as np
 from flax import nnx
 
 from attn.kernels.positions import check_base, check_buckets, relative_position_bucket, sinusoids
-from attn.kernels.validation import check_float_dtype, check_int, check_multiple, check_offset
+from attn.kernels.validation import (
+    check_float_dtype,
+    check_indices,
+    check_int,
+    check_multiple,
+    check_offset,
+)
 from attn.typing import Array, ArrayLike, DType
 
 __all__ = ["LearnedPositions", "RelativePositionBias", "SinusoidalPositions"]
@@ -33,7 +39,7 @@ def _concrete_int(x) -> int | None:
     return int(x)
 
 
-def _positions(fn: str, positions, offset, max_length: int | None) -> Array:
+def _checked_positions(fn: str, positions, offset, max_length: int | None) -> Array:
     """Integer positions for a length T (offset + arange(T)) or an explicit int array [T] / [B, T].
 
     Checks what can be checked at trace time against a table of `max_length` rows (None = no
@@ -66,13 +72,8 @@ def _positions(fn: str, positions, offset, max_length: int | None) -> Array:
     if len(shape) not in (1, 2):
         raise ValueError(f"{fn}: positions must have shape [T] or [B, T], got shape {shape}")
     positions = jnp.asarray(positions) + offset
-    if max_length is not None and not isinstance(positions, jax.core.Tracer) and positions.size:
-        low, high = int(positions.min()), int(positions.max())
-        if low < 0 or high >= max_length:
-            raise ValueError(
-                f"{fn}: positions (plus offset) must lie in [0, max_length={max_length}), "
-                f"got values from {low} to {high}"
-            )
+    if max_length is not None:
+        check_indices(fn, "positions (plus offset)", positions, max_length, "max_length")
     return positions
 
 
@@ -120,7 +121,7 @@ class SinusoidalPositions(nnx.Module):
         Returns:
           [T, D], or [B, T, D] for positions [B, T].
         """
-        positions = _positions("SinusoidalPositions", positions, offset, self.max_length)
+        positions = _checked_positions("SinusoidalPositions", positions, offset, self.max_length)
         return sinusoids(positions, self.dim, self.base, self.dtype)
 
 
@@ -174,7 +175,7 @@ class LearnedPositions(nnx.Module):
         Returns:
           [T, D], or [B, T, D] for positions [B, T].
         """
-        positions = _positions("LearnedPositions", positions, offset, self.max_length)
+        positions = _checked_positions("LearnedPositions", positions, offset, self.max_length)
         table = self.embedding[...]
         rows = jnp.take(table, positions, axis=0, mode="fill", fill_value=jnp.nan)
         return rows.astype(self.dtype)

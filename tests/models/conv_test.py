@@ -221,7 +221,7 @@ def test_stack_shapes_dtype_and_bad_input():
         DilatedCausalConvStack(C, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="dilations must name at least one layer"):
         DilatedCausalConvStack(C, dilations=[], rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="each dilation must be an integer >= 1, got -2"):
+    with pytest.raises(ValueError, match="each dilation must be >= 1, got -2"):
         DilatedCausalConvStack(C, dilations=[1, -2], rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="kernel_size must be > 0, got 0"):
         DilatedCausalConvStack(C, kernel_size=0, dilations=[1], rngs=nnx.Rngs(0))
