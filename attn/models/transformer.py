@@ -305,7 +305,7 @@ class Transformer(nnx.Module):
         Returns:
           logits [B, T, V] in the compute dtype.
         """
-        offset = self._cache_offset() if decode else 0
+        offset = self._check_cache("Transformer.decode")[2] if decode else 0
         y = self.embed_target(tgt, offset=offset, deterministic=deterministic)
         h = self.decode_embeddings(
             y, encoded, src_mask, tgt_mask, decode=decode, deterministic=deterministic
@@ -341,7 +341,7 @@ class Transformer(nnx.Module):
         y = self._check_hidden(fn, "y", y, "T")
         B, T = y.shape[:2]
         if decode:
-            cache_length, S = self._check_cache(fn, B, T)
+            cache_length, S, _ = self._check_cache(fn, B, T)
             if encoded is not None:
                 self._check_encoded(fn, encoded, B, S)
             encoded = None  # the cross-attention keys and values come from the cache
@@ -444,14 +444,9 @@ class Transformer(nnx.Module):
             block.cross_attention.clear_cache()
         self.cached_src_mask = None
 
-    def _cache_offset(self) -> Array:
-        """Position of the next target token: the self-attention cache index."""
-        self._check_cache("Transformer.decode")
-        return self.decoder_blocks[0].self_attention.cache_index[...]
-
-    def _check_cache(self, fn: str, B: int | None = None, T: int = 0) -> tuple[int, int]:
-        """(cache length, S) of the decoding caches, after checking that `init_cache` ran, and
-        that the caches hold a batch of B and room for T more tokens."""
+    def _check_cache(self, fn: str, B: int | None = None, T: int = 0) -> tuple[int, int, Array]:
+        """(cache length, S, position of the next target token) of the decoding caches, after
+        checking that `init_cache` ran and that they hold a batch of B and room for T more."""
         attention = self.decoder_blocks[0].self_attention
         source = self.decoder_blocks[0].cross_attention.cross_key
         if attention.cache_index is None or source is None:
@@ -467,7 +462,7 @@ class Transformer(nnx.Module):
             )
         if B is not None and source.shape[0] != B:
             raise ValueError(f"{fn}: the caches hold a batch of B={source.shape[0]}, got {B}")
-        return cache_length, source.shape[1]
+        return cache_length, source.shape[1], index
 
     # ------------------------------------------------------------------ checks
 
