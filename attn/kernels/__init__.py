@@ -1,5 +1,6 @@
 """Pure-JAX attention kernels: masks, score functions, the reference kernel, its multi-head lift,
-the memory-efficient blockwise kernel and hard attention. No Flax, no owned parameters."""
+the memory-efficient blockwise kernel, hard attention and positional encodings. No Flax, no owned
+parameters."""
 
 from attn.kernels import blockwise, estimators, hard, masks, positions, scores
 from attn.kernels.attention import attention, masked_softmax
