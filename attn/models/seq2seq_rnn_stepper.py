@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 
-from attn.models.inputs import check_token_ids
+from attn.kernels.validation import check_token_ids
 from attn.typing import Array, ArrayLike
 
 if TYPE_CHECKING:
