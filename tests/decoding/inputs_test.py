@@ -20,7 +20,7 @@ def _bad_inputs(lm, transformer):
     return [
         (
             lambda: greedy(lm, prompt, max_new_tokens=13),
-            r"(?s)max_length 17 exceeds the learned position table \(max_length=16\).*"
+            r"(?s)cache length=17 exceeds max_length=16 of the learned position table.*"
             r"max_new_tokens = 4 \+ 13 = 17",
         ),
         (lambda: greedy(lm, prompt, max_new_tokens=0), "max_new_tokens must be an int >= 1"),
