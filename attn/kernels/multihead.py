@@ -17,8 +17,8 @@ import jax.numpy as jnp
 
 from attn.kernels import masks as masks_lib
 from attn.kernels.attention import attention, mask_value
-from attn.kernels.blockwise import blockwise_attention
-from attn.kernels.validation import check_multihead
+from attn.kernels.blockwise import _blockwise
+from attn.kernels.validation import multihead_inputs
 from attn.typing import Array, ArrayLike
 
 
@@ -88,9 +88,11 @@ def dot_product_attention(
     implementation (`jax.nn` would return mean(V) there).
 
     Args:
-      query: [B, T, N, H].
+      query: [B, T, N, H], or unbatched [T, N, H] as in `jax.nn` (then key and value are
+        unbatched too, masks and bias broadcast to [1, N, T, S] and lengths are int[1] or
+        scalars: what `jax.vmap` over the batch hands each call).
       key: [B, S, K, H], K divides N.
-      value: [B, S, K, Hv] (Hv = H for "xla" and "cudnn").
+      value: [B, S, K, Hv] (Hv = H for "xla", "cudnn", "splash" and "triton").
       bias: float, broadcastable to [B, N, T, S], added to the logits.
       mask: bool, broadcastable to [B, N, T, S], True = attend.
       scale: logit multiplier, default 1 / sqrt(H).
@@ -103,14 +105,11 @@ def dot_product_attention(
       return_weights: also return the attention weights (implies "reference").
 
     Returns:
-      out[B, T, N, Hv], or (out, weights[B, N, T, S] float32) when `return_weights`.
+      out[B, T, N, Hv], or (out, weights[B, N, T, S] float32) when `return_weights`; without the
+      leading B for unbatched inputs.
     """
-    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
-    query_seq_lengths, key_value_seq_lengths = (
-        None if lengths is None else jnp.asarray(lengths)
-        for lengths in (query_seq_lengths, key_value_seq_lengths)
-    )
-    check_multihead(
+    inputs = multihead_inputs(
+        "dot_product_attention",
         query,
         key,
         value,
@@ -124,9 +123,9 @@ def dot_product_attention(
         local_window_size = masks_lib.normalize_window(local_window_size)
     if implementation is None:
         implementation = choose_implementation(
-            query,
-            key,
-            value,
+            inputs.query,
+            inputs.key,
+            inputs.value,
             return_weights=return_weights,
             has_bias=bias is not None,
             local_window_size=local_window_size,
@@ -136,6 +135,17 @@ def dot_product_attention(
             f"dot_product_attention: return_weights=True needs implementation='reference' "
             f"(or None), got implementation={implementation!r}, which never forms the weights"
         )
+    result = _batched(inputs, scale, is_causal, local_window_size, implementation, return_weights)
+    if inputs.batched:
+        return result
+    if return_weights:  # drop the batch axis of 1 that unbatched inputs were given
+        return result[0][0], result[1][0]
+    return result[0]
+
+
+def _batched(inputs, scale, is_causal, local_window_size, implementation, return_weights):
+    """`dot_product_attention` on checked, batched inputs, by the chosen implementation."""
+    query, key, value, bias, mask, query_seq_lengths, key_value_seq_lengths, _ = inputs
     structure = dict(
         is_causal=is_causal,
         query_seq_lengths=query_seq_lengths,
@@ -143,7 +153,7 @@ def dot_product_attention(
         local_window_size=local_window_size,
     )
     if implementation == "blockwise":
-        return blockwise_attention(query, key, value, bias, mask, scale=scale, **structure)
+        return _blockwise(query, key, value, bias, mask, scale=scale, **structure)
     T, S = query.shape[1], key.shape[1]
     combined = masks_lib.build_mask(T, S, mask=mask, **structure)
     if implementation == "reference":
