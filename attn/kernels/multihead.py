@@ -18,6 +18,8 @@ import jax.numpy as jnp
 from attn.kernels import masks as masks_lib
 from attn.kernels.attention import attention, mask_value
 from attn.kernels.blockwise import _blockwise
+from attn.kernels.splash import splash_attention
+from attn.kernels.triton import triton_attention
 from attn.kernels.validation import multihead_inputs
 from attn.typing import Array, ArrayLike
 
@@ -154,6 +156,10 @@ def _batched(inputs, scale, is_causal, local_window_size, implementation, return
     )
     if implementation == "blockwise":
         return _blockwise(query, key, value, bias, mask, scale=scale, **structure)
+    if implementation == "splash":
+        return splash_attention(query, key, value, bias, mask, scale=scale, **structure)
+    if implementation == "triton":
+        return triton_attention(query, key, value, bias, mask, scale=scale, **structure)
     T, S = query.shape[1], key.shape[1]
     combined = masks_lib.build_mask(T, S, mask=mask, **structure)
     if implementation == "reference":

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from attn.kernels import scores as scores_lib
 
-IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn")
+IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn", "splash", "triton")
 _SAME_WIDTH_SCORES = ("dot", "scaled_dot", "cosine")
 
 
@@ -204,3 +204,29 @@ def check_multihead(
         if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
             raise TypeError(f"{fn}: {name} must be integer, got dtype {jnp.result_type(lengths)}")
         check_rank(fn, name, lengths, ("B",), (B,))
+
+
+def check_pallas_kernel_inputs(implementation: str, query, value, bias, mask) -> None:
+    """What the Pallas kernels ("splash", "triton") cannot compute: errors naming one that can."""
+    fn = f"dot_product_attention(implementation={implementation!r})"
+    if mask is not None:
+        raise ValueError(
+            f"{fn}: the kernel takes static masks only (is_causal, local_window_size, "
+            f"query_seq_lengths, key_value_seq_lengths), got a run-time boolean mask of shape "
+            f"{mask.shape}; use implementation='blockwise' (any platform) or 'xla'"
+        )
+    if bias is not None:
+        raise ValueError(
+            f"{fn}: the kernel takes no bias, got bias of shape {bias.shape}; "
+            "use implementation='blockwise' (any platform) or 'xla'"
+        )
+    if value.shape[-1] != query.shape[-1]:
+        raise ValueError(
+            f"{fn}: needs value[B, S, K, H] with the head dim H={query.shape[-1]} of query, got "
+            f"value shape {value.shape}; use implementation='blockwise'"
+        )
+    if query.dtype == jnp.float64:
+        raise TypeError(
+            f"{fn}: the kernel computes in float32 at most, got float64 query; "
+            "use implementation='blockwise' or 'reference'"
+        )
