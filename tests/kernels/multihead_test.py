@@ -254,6 +254,38 @@ def test_choose_implementation():
     assert choose_implementation(q, k, v, return_weights=False, platform="gpu") == "xla"
 
 
+def test_choose_implementation_every_row_of_the_table():
+    """Each row of the docstring's table, by platform, dtype, head dim, length and arguments."""
+
+    def choice(S=16, H=64, dtype=jnp.bfloat16, platform="gpu", **kwargs):
+        q = jax.ShapeDtypeStruct((1, 16, 4, H), dtype)
+        k = jax.ShapeDtypeStruct((1, S, 2, H), dtype)
+        return choose_implementation(q, k, k, return_weights=False, platform=platform, **kwargs)
+
+    long = 1024
+    # GPU: cudnn where it applies, even for long sequences and with a run-time mask.
+    assert choice() == choice(S=long) == choice(S=long, has_mask=True) == "cudnn"
+    assert choice(dtype=jnp.float16) == "cudnn"
+    # GPU, 16-bit, a head dim cudnn does not take: triton from S = 1024 up, xla below.
+    assert choice(S=long, H=256) == choice(S=long, H=12) == "triton"
+    assert choice(S=long - 1, H=256) == "xla"
+    # GPU: a bias, a window or a mask where triton would apply: xla.
+    assert choice(S=long, has_bias=True) == "xla"
+    assert choice(S=long, local_window_size=(4, 0)) == "xla"
+    assert choice(S=long, H=256, has_mask=True) == "xla"
+    assert choice(S=long, H=256, has_bias=True) == "xla"
+    assert choice(S=long, dtype=jnp.float32) == "xla"  # float32: neither cudnn nor triton
+    # TPU: splash from S = 1024 up (any float but float64, a window is static), xla otherwise.
+    for dtype in (jnp.bfloat16, jnp.float32):
+        assert choice(S=long, dtype=dtype, platform="tpu") == "splash"
+        assert choice(S=long - 1, dtype=dtype, platform="tpu") == "xla"
+    assert choice(S=long, platform="tpu", local_window_size=(128, 0)) == "splash"
+    assert choice(S=long, platform="tpu", has_mask=True) == "xla"
+    assert choice(S=long, platform="tpu", has_bias=True) == "xla"
+    # CPU: blockwise for everything; weights: reference.
+    assert choice(S=long, platform="cpu") == choice(platform="cpu", has_bias=True) == "blockwise"
+
+
 def test_jitted_call_does_not_retrace_for_same_shapes():
     @jax.jit
     @chex.assert_max_traces(n=1)
