@@ -52,6 +52,8 @@ import time
 import traceback
 from collections.abc import Sequence
 
+from measure import share_of_peak
+
 LENGTHS = (1024, 2048, 4096, 8192, 16384)
 TOKENS = 16384
 HEADS, HEAD_DIM = 16, 128
@@ -245,13 +247,6 @@ def run_task(task: str, settings: dict, deadline: float, row_limit: float) -> tu
     return rows, peaks
 
 
-def percent_of_peak(tflops: float, peak: float) -> str:
-    share = 100 * tflops / peak
-    if share > 100:
-        return f"failed measurement ({share:.0f}% > 100%: peak under-measured)"
-    return f"{share:.0f}%"
-
-
 def report_lines(platform: str, device: str, rows: list, peak: float, settings: dict) -> list:
     import jax
 
@@ -278,7 +273,7 @@ def report_lines(platform: str, device: str, rows: list, peak: float, settings: 
                 f"{row['ms']:,.2f}",
                 f"{row['compile_s']:.1f}",
                 f"{row['tflops']:.3g}",
-                percent_of_peak(row["tflops"], peak),
+                share_of_peak(row["tflops"], peak),
             ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -296,7 +291,7 @@ def report_lines(platform: str, device: str, rows: list, peak: float, settings: 
         lines.append(
             f"| {row['variant']} ({row['params']:,} params) | {row['T']} | {row['B']} | "
             f"{row['ms']:,.1f} | {row['compile_s']:.1f} | {tokens_per_s:,.0f} | "
-            f"{row['tflops']:.3g} | {percent_of_peak(row['tflops'], peak)} |"
+            f"{row['tflops']:.3g} | {share_of_peak(row['tflops'], peak)} |"
         )
     return lines
 

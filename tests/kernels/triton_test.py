@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from attn.kernels import dot_product_attention
-from tests.kernels.pallas_cases import (
+from tests.kernels.splash_triton_checks import (
     check_against_float64_reference,
     check_fully_masked_rows,
     inputs,
