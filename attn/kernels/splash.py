@@ -30,7 +30,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.experimental.pallas.ops.tpu import splash_attention as splash
 
 from attn.kernels import masks as masks_lib
 from attn.kernels.validation import check_pallas_kernel_inputs
@@ -71,6 +70,9 @@ def splash_attention(
       out[B, T, N, H] in the dtype of `query`.
     """
     check_pallas_kernel_inputs("splash", query, value, bias, mask)
+    # Imported here, not at the top: Pallas adds half a second to `import attn`.
+    from jax.experimental.pallas.ops.tpu import splash_attention as splash
+
     B, T, N, H = query.shape
     S = key.shape[1]
     if T == 0 or S == 0:
@@ -137,6 +139,8 @@ def _kernel(
     interpret: bool,
 ):
     """The splash kernel for one static mask and shape (building it analyses the mask)."""
+    from jax.experimental.pallas.ops.tpu import splash_attention as splash
+
     shape = (T_pad, S_pad)
     if window is not None:
         left, right = window

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.experimental.pallas.ops.gpu import attention as pallas_gpu
 
 from attn.kernels import masks as masks_lib
 from attn.kernels.validation import check_pallas_kernel_inputs
@@ -76,6 +75,9 @@ def triton_attention(
             "dot_product_attention(implementation='triton'): the kernel has no local window, got "
             f"local_window_size={local_window_size}; use implementation='blockwise' or 'xla'"
         )
+    # Imported here, not at the top: Pallas adds half a second to `import attn`.
+    from jax.experimental.pallas.ops.gpu import attention as pallas_gpu
+
     B, T, N, H = query.shape
     S, K = key.shape[1], key.shape[2]
     if T == 0 or S == 0:

@@ -209,11 +209,13 @@ def check_multihead(
 def check_pallas_kernel_inputs(implementation: str, query, value, bias, mask) -> None:
     """What the Pallas kernels ("splash", "triton") cannot compute: errors naming one that can."""
     fn = f"dot_product_attention(implementation={implementation!r})"
+    static = "is_causal, query_seq_lengths, key_value_seq_lengths"
+    if implementation == "splash":
+        static += ", local_window_size"
     if mask is not None:
         raise ValueError(
-            f"{fn}: the kernel takes static masks only (is_causal, local_window_size, "
-            f"query_seq_lengths, key_value_seq_lengths), got a run-time boolean mask of shape "
-            f"{mask.shape}; use implementation='blockwise' (any platform) or 'xla'"
+            f"{fn}: the kernel takes static masks only ({static}), got a run-time boolean mask "
+            f"of shape {mask.shape}; use implementation='blockwise' (any platform) or 'xla'"
         )
     if bias is not None:
         raise ValueError(
