@@ -198,7 +198,11 @@ def _child(task: str, settings: dict, results: multiprocessing.Queue) -> None:
         results.put((kind, payload))
 
     try:
-        if task == "gpt2":
+        if task == "info":
+            import jax
+
+            report("info", (jax.default_backend(), jax.devices()[0].device_kind, jax.__version__))
+        elif task == "gpt2":
             _gpt2_row(settings, report)
         else:
             _attention_rows(task, settings, report)
@@ -237,6 +241,8 @@ def run_task(task: str, settings: dict, deadline: float, row_limit: float) -> tu
         elif kind == "row":
             rows.append(payload)
             current = None
+        elif kind == "info":
+            rows.append({"info": payload})
         elif kind == "error":
             rows.append({**(current or {"T": 0, "pass": "?"}), "note": f"failed: {payload}"})
         else:  # done
@@ -247,13 +253,11 @@ def run_task(task: str, settings: dict, deadline: float, row_limit: float) -> tu
     return rows, peaks
 
 
-def report_lines(platform: str, device: str, rows: list, peak: float, settings: dict) -> list:
-    import jax
-
+def report_lines(info: tuple, rows: list, peak: float, settings: dict) -> list:
+    platform, device, jax_version = info
     N, H = settings["heads"], settings["head_dim"]
     lines = [
-        f"- Device: {device} (backend {platform}); jax {jax.__version__}; "
-        f"{time.strftime('%Y-%m-%d')}",
+        f"- Device: {device} (backend {platform}); jax {jax_version}; {time.strftime('%Y-%m-%d')}",
         f"- Attention: bfloat16, causal, N={N}, H={H}, T = S, B = {settings['tokens']} / T",
         f"- Matmul peak: {peak:.3g} TFLOP/s (best {settings['peak_n']}² product, sampled before "
         "every row in every process)",
@@ -308,11 +312,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    import jax
-
     deadline = time.time() + args.budget
-    platform = jax.default_backend()
-    device = jax.devices()[0].device_kind
+    # The parent never touches the device (a TPU admits one process; a GPU process would hold
+    # memory the children need): a child reports the platform.
+    info_rows, _ = run_task("info", {}, deadline, args.row_limit)
+    if not info_rows or "info" not in info_rows[0]:
+        print(f"error: could not start jax in a child process: {info_rows}", file=sys.stderr)
+        return 1
+    info = info_rows[0]["info"]
+    platform = info[0]
     settings = dict(
         lengths=LENGTHS, tokens=TOKENS, heads=HEADS, head_dim=HEAD_DIM, peak_n=PEAK_N, gpt2=GPT2
     )
@@ -331,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in task_rows:
             print(f"  {row}", file=sys.stderr, flush=True)
     peak = max(peaks, default=float("nan"))
-    text = "\n".join(report_lines(platform, device, rows, peak, settings)) + "\n"
+    text = "\n".join(report_lines(info, rows, peak, settings)) + "\n"
     print(text, end="")
     if args.output:
         with open(args.output, "w") as f:
