@@ -230,7 +230,7 @@ def run_task(task: str, settings: dict, deadline: float, row_limit: float) -> tu
             kind, payload = results.get(timeout=max(wait, 0.1))
         except queue.Empty:
             process.kill()
-            why = "over the run's budget" if wait < limit else f"over the {row_limit:.0f} s limit"
+            why = "over the run's budget" if wait < limit else f"over the {row_limit:g} s limit"
             if current is not None:
                 rows.append({**current, "note": f"killed: {why}; longer rows skipped"})
             break

@@ -114,7 +114,10 @@ class PeakMeter:
 
 
 def share_of_peak(gflops: float, peak_gflops: float) -> str:
-    """ "NN%", or a failed measurement where the figure exceeds the peak (it cannot)."""
+    """The share of the peak as NN%; above 100 % a failed measurement (a figure cannot exceed
+    the peak), and without a measured peak, no share."""
+    if not peak_gflops > 0:  # nan (no sample) or 0
+        return "no peak measured"
     share = 100 * gflops / peak_gflops
     if share > 100:
         return f"failed measurement ({share:.0f}% > 100%)"
