@@ -21,13 +21,8 @@ from attn.layers.position import (
     sinusoidal_rotation,
 )
 from attn.layers.recurrent import RNN, GRUCell, LSTMCell
-from attn.layers.rnn_attention import (
-    BahdanauAttention,
-    BahdanauDecoderCell,
-    BottleneckDecoderCell,
-    LuongAttention,
-    LuongDecoderCell,
-)
+from attn.layers.rnn_attention import BahdanauAttention, LuongAttention
+from attn.layers.rnn_decoder import BahdanauDecoderCell, BottleneckDecoderCell, LuongDecoderCell
 
 __all__ = [
     "MLP",

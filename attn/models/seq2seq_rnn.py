@@ -10,7 +10,7 @@ decoder sees the source only through the final encoder state c (its initial stat
 with every input). `"bahdanau"` attends with the previous decoder state and feeds the context
 into the RNN (Bahdanau et al. 2015); `"luong"` attends with the current state through a dot,
 general or concat score and reads out h̃_t = tanh(W_c [c_t; s_t]), with input feeding (Luong et
-al. 2015). See `attn.layers.rnn_attention` for the cells.
+al. 2015). See `attn.layers.rnn_decoder` for the cells.
 
 Training options: teacher forcing with a ratio, scheduled sampling with the inverse-sigmoid decay
 p_i = k / (k + exp(i / k)) of the teacher-forcing probability over training steps i (Bengio et
@@ -30,15 +30,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attn.layers.recurrent import CELLS, RNN, check_padding_mask
-from attn.layers.rnn_attention import (
-    DECODER_CELLS,
-    HARD_MODES,
-    LUONG_SCORES,
-    NEEDS_KEY,
-    BahdanauDecoderCell,
-    BottleneckDecoderCell,
-    LuongDecoderCell,
-)
+from attn.layers.rnn_attention import HARD_MODES, LUONG_SCORES, NEEDS_KEY
+from attn.layers.rnn_decoder import DECODER_CELLS
 from attn.models.inputs import check_token_ids
 from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
 from attn.typing import Array, ArrayLike, PRNGKey
@@ -261,7 +254,7 @@ class Seq2SeqRNN(nnx.Module):
     Submodules: `source_embedding`, `target_embedding` (`nnx.Embed`), `encoder` (`RNN`), `bridge`
     (`nnx.Linear` [Hm, Hd], s_0 = tanh(bridge(final encoder state)) per layer), `cell_bridge`
     (LSTM only: c_0 = cell_bridge(final encoder memory cell)), `decoder` (a decoder cell of
-    `attn.layers.rnn_attention`), `output_proj` (`nnx.Linear` [F, V]) and `dropout`. Random
+    `attn.layers.rnn_decoder`), `output_proj` (`nnx.Linear` [F, V]) and `dropout`. Random
     draws in training (teacher-forcing coins, hard-attention samples) come from `key=` or, when
     it is None, from the module's `sampling` stream (`rngs.sampling`, default `rngs.default`).
 
@@ -289,26 +282,15 @@ class Seq2SeqRNN(nnx.Module):
         self.bridge = nnx.Linear(Hm, Hd, **common)
         self.cell_bridge = nnx.data(nnx.Linear(Hm, Hd, **common) if config.cell == "lstm" else None)
         cell_args = dict(num_layers=config.num_layers, **common)
-        attention_args = dict(
-            attention_dim=config.attention_dim,
-            hard=config.hard,
-            temperature=config.hard_temperature,
-            **cell_args,
-        )
-        if config.attention == "none":
-            decoder = BottleneckDecoderCell(config.cell, E, Hd, Hm, **cell_args)
-        elif config.attention == "bahdanau":
-            decoder = BahdanauDecoderCell(config.cell, E, Hd, Hm, **attention_args)
-        else:
-            decoder = LuongDecoderCell(
-                config.cell,
-                E,
-                Hd,
-                Hm,
-                score=config.score,
-                input_feeding=config.input_feeding,
-                **attention_args,
+        if config.attention != "none":
+            cell_args.update(
+                attention_dim=config.attention_dim,
+                hard=config.hard,
+                temperature=config.hard_temperature,
             )
+        if config.attention == "luong":
+            cell_args.update(score=config.score, input_feeding=config.input_feeding)
+        decoder = DECODER_CELLS[config.attention](config.cell, E, Hd, Hm, **cell_args)
         self.decoder = decoder
         self.output_proj = nnx.Linear(decoder.features_dim, config.output_vocab_size, **common)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
