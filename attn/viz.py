@@ -1,7 +1,7 @@
 """Pictures of attention: heat maps, head grids, seq2seq alignments, ViT attention rollout, gates.
 
 Every plotting function takes what the models return (weights from
-`attn.layers.collect_attention_weights`, gates and channel weights captured with `nnx.capture`),
+`attn.layers.collect_intermediates`, gates and channel weights captured with `nnx.capture`),
 draws on a new `matplotlib.figure.Figure` with the Agg canvas (headless, no pyplot and no global
 backend switch), saves a PNG when `path` is given and returns the figure.
 
@@ -142,7 +142,7 @@ def stack_layers(
     """Stacks per-layer attention weights in layer order.
 
     Args:
-      weights: the {path: weights [B, N, T, S]} dict of `collect_attention_weights` (layers sorted
+      weights: the {path: weights [B, N, T, S]} dict of `collect_intermediates` (layers sorted
         by the layer index in their path), or an array [L, B, N, T, S] already in layer order.
       select: keep only the paths that contain this name, or all of these names (e.g.
         "cross_attention", or ("encoder_blocks", "self_attention")); for dicts only.
@@ -282,7 +282,7 @@ def plot_heads(
     Look At?"): a grid with layer l on row l and head n on column n, all on one color scale.
 
     Args:
-      weights: the {path: weights [B, N, T, S]} dict of `collect_attention_weights` (rows sorted
+      weights: the {path: weights [B, N, T, S]} dict of `collect_intermediates` (rows sorted
         by the layer index in each path), or an array [L, N, T, S] of one example.
       batch_index: the example b to show, for the dict.
       select: keep only the paths containing this name (or all these names), e.g.
@@ -391,7 +391,7 @@ def attention_rollout(
 
     Args:
       weights: self-attention weights per layer, the {path: weights [B, N, T, T]} dict of
-        `collect_attention_weights` (sorted by layer index), or an array [L, B, N, T, T] in layer
+        `collect_intermediates` (sorted by layer index), or an array [L, B, N, T, T] in layer
         order.
       head_fusion: "mean" (the paper), "max" or "min".
       add_residual: mix in the identity for the residual stream.

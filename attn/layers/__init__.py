@@ -1,14 +1,11 @@
 """`flax.nnx` modules that own parameters and call `attn.kernels`."""
 
-from attn.layers.attention import (
-    AttentionWeights,
-    HardSelection,
-    MultiHeadAttention,
-    collect_attention_weights,
-)
+from attn.layers.attention import MultiHeadAttention
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import MLP, GatedMLP
 from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
+from attn.layers.hard_attention import HardMultiHeadAttention, HardSelection
+from attn.layers.intermediates import collect_intermediates
 from attn.layers.position import (
     LearnedPositions,
     RelativePositionBias,
@@ -27,13 +24,13 @@ from attn.layers.rnn_decoder import BahdanauDecoderCell, BottleneckDecoderCell, 
 __all__ = [
     "MLP",
     "RNN",
-    "AttentionWeights",
     "BahdanauAttention",
     "BahdanauDecoderCell",
     "BottleneckDecoderCell",
     "GRUCell",
     "GatedLinearUnit",
     "GatedMLP",
+    "HardMultiHeadAttention",
     "HardSelection",
     "LSTMCell",
     "LearnedPositions",
@@ -46,7 +43,7 @@ __all__ = [
     "TransformerBlock",
     "alibi_bias",
     "alibi_slopes",
-    "collect_attention_weights",
+    "collect_intermediates",
     "rotary_embedding",
     "sincos_2d_encoding",
     "sinusoidal_encoding",

@@ -8,13 +8,11 @@
 multi-head attention uses ("concat" is the additive score, its W split into W_q and W_k); padded
 source positions get weight exactly 0 (`attn.kernels.attention.masked_softmax`).
 
-Hard attention (`hard=`): each decoder step reads one source position, α = one_hot(j*), using the
-estimators of `attn.kernels.hard`. In training (`deterministic=False`): "straight_through"
-selects the argmax with the softmax's gradient (Bengio et al. 2013); "gumbel" the straight-through
-Gumbel-softmax sample (Jang et al. 2017); "reinforce" samples j* ~ softmax(e) and returns
-log p(j*) so that a loss can add the score-function term (Williams 1992; Xu et al. 2015). At
-evaluation every hard mode selects the argmax.
-
+Hard attention (`estimator=`): each decoder step reads one source position, α = one_hot(j*),
+trained with the estimator of that name in `attn.kernels.hard.ESTIMATORS` (the names mean the same
+in `attn.layers.HardMultiHeadAttention`). "reinforce" also returns log p(j*) so that a loss can add
+the score-function term (Williams 1992; Xu et al. 2015). At evaluation (`deterministic=True`) every
+estimator selects the argmax.
 """
 
 from __future__ import annotations
@@ -25,17 +23,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from attn.kernels import hard as hard_lib
+from attn.kernels import hard
 from attn.kernels.attention import masked_softmax
 from attn.kernels.scores import SCORES
 from attn.layers.recurrent import check_padding_mask
 from attn.typing import Array, ArrayLike, DType, PRNGKey
-
-HARD_MODES = (None, "straight_through", "gumbel", "reinforce")
-"""Values of `hard`: None for soft attention, else the training-time estimator."""
-
-NEEDS_KEY = ("gumbel", "reinforce")
-"""Hard modes that draw random positions in training and therefore need a key."""
 
 
 class Attended(NamedTuple):
@@ -44,46 +36,13 @@ class Attended(NamedTuple):
     Fields:
       context: [B, Hv] the context vector c = Σ_j α_j v_j.
       weights: [B, S] the alignment α, float32; exactly 0 at padded positions.
-      log_prob: [B] log p(j*) of the sampled positions for `hard="reinforce"` in training,
+      log_prob: [B] log p(j*) of the sampled positions for `estimator="reinforce"` in training,
         else None.
     """
 
     context: Array
     weights: Array
     log_prob: Array | None
-
-
-def _soft(logits, mask, key, temperature):
-    return masked_softmax(logits, mask), None
-
-
-def _straight_through(logits, mask, key, temperature):
-    return hard_lib.straight_through_weights(logits, mask), None
-
-
-def _gumbel(logits, mask, key, temperature):
-    return hard_lib.gumbel_softmax_weights(key, logits, temperature, mask, hard=True), None
-
-
-def _reinforce(logits, mask, key, temperature):
-    index = hard_lib.sample_index(key, logits, mask)
-    weights = jax.lax.stop_gradient(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype))
-    return weights, hard_lib.selection_log_prob(logits, index, mask)
-
-
-TRAINING_WEIGHTS = {
-    None: _soft,
-    "straight_through": _straight_through,
-    "gumbel": _gumbel,
-    "reinforce": _reinforce,
-}
-"""Hard mode -> (logits [B, S], mask [B, S], key, temperature) -> (weights [B, S], log_prob)."""
-
-
-def check_hard(owner: str, hard: str | None) -> None:
-    """Raise a ValueError listing `HARD_MODES` unless `hard` is one of them."""
-    if hard not in HARD_MODES:
-        raise ValueError(f"{owner}: unknown hard={hard!r}; expected one of {list(HARD_MODES)}")
 
 
 def _normal(fan_in: int) -> nnx.Initializer:
@@ -105,12 +64,13 @@ class RNNAttention(nnx.Module):
         query_dim: int,
         key_dim: int,
         *,
-        hard: str | None = None,
+        estimator: str | None = None,
         temperature: float = 1.0,
         dtype: DType | None = None,
     ):
         name = type(self).__name__
-        check_hard(name, hard)
+        if estimator is not None:
+            hard.check_estimator(name, "estimator", estimator)
         if query_dim < 1 or key_dim < 1:
             raise ValueError(
                 f"{name}: query_dim and key_dim must be >= 1, got {query_dim} and {key_dim}"
@@ -118,7 +78,7 @@ class RNNAttention(nnx.Module):
         if not temperature > 0:
             raise ValueError(f"{name}: temperature must be > 0, got {temperature!r}")
         self.query_dim, self.key_dim = query_dim, key_dim
-        self.hard, self.temperature, self.dtype = hard, temperature, dtype
+        self.estimator, self.temperature, self.dtype = estimator, temperature, dtype
 
     def logits(self, query: Array, keys: Array) -> Array:
         """e[b, j] = score(query[b], keys[b, j]): query [B, Hq], keys [B, S, Hk] -> e [B, S]."""
@@ -147,8 +107,9 @@ class RNNAttention(nnx.Module):
           keys: [B, S, Hk] the encoder annotations h_j.
           values: [B, S, Hv] what is averaged; default: `keys`.
           mask: [B, S], 1/True = real source position; None = all real.
-          key: a `jax.random` key, needed in training by `hard="gumbel"` and `"reinforce"`.
-          deterministic: evaluation mode (hard modes select the argmax, no randomness).
+          key: a `jax.random` key, needed in training by the estimators that sample
+            (`attn.kernels.hard.needs_key`).
+          deterministic: evaluation mode (every estimator selects the argmax, no randomness).
 
         Returns:
           `Attended(context [B, Hv], weights [B, S] float32, log_prob [B] or None)`.
@@ -177,20 +138,52 @@ class RNNAttention(nnx.Module):
                 f"{values.shape}"
             )
         mask = check_padding_mask(name, "mask", mask, B, S)
-        if not deterministic and self.hard in NEEDS_KEY and key is None:
-            raise ValueError(
-                f"{name}: hard={self.hard!r} samples positions in training and needs key=, "
-                "e.g. key=jax.random.key(0)"
-            )
         logits = self.logits(query, keys)
-        if deterministic and self.hard is not None:
-            weights, log_prob = hard_lib.argmax_weights(logits, mask), None
-        else:
-            weights, log_prob = TRAINING_WEIGHTS[self.hard](logits, mask, key, self.temperature)
+        weights, log_prob = self.select(logits, mask, key=key, deterministic=deterministic)
         context = jnp.einsum(
             "BS,BSH->BH", weights.astype(values.dtype), values, preferred_element_type=logits.dtype
         )
         return Attended(context.astype(values.dtype), weights, log_prob)
+
+    def select(
+        self,
+        logits: Array,
+        mask: Array | None,
+        *,
+        key: PRNGKey | None = None,
+        deterministic: bool = True,
+    ) -> tuple[Array, Array | None]:
+        """The attention step: weights from the scores, soft or with the layer's estimator.
+
+            soft: α = softmax(e) over the real positions;   evaluation: α = one_hot(argmax e);
+            training: α = ESTIMATORS[estimator].weights(e, mask, key, temperature)
+
+        Args:
+          logits: [B, S] the scores e.
+          mask: bool [B, S], True = real source position; None = all real.
+          key: a `jax.random` key, needed in training by the estimators that sample.
+          deterministic: evaluation mode.
+
+        Returns:
+          (weights [B, S] float32, log_prob [B] of the sampled positions for "reinforce" in
+          training, else None).
+        """
+        if self.estimator is None:
+            return masked_softmax(logits, mask), None
+        if deterministic:
+            return hard.argmax_weights(logits, mask), None
+        if hard.needs_key(self.estimator) and key is None:
+            raise ValueError(
+                f"{type(self).__name__}: estimator={self.estimator!r} samples positions in "
+                "training and needs key=, e.g. key=jax.random.key(0)"
+            )
+        weights = hard.training_weights(
+            self.estimator, logits, mask, key=key, temperature=self.temperature
+        )
+        log_prob = None
+        if self.estimator == "reinforce":
+            log_prob = hard.selection_log_prob(logits, hard.sample_index(key, logits, mask), mask)
+        return weights, log_prob
 
 
 class BahdanauAttention(RNNAttention):
@@ -209,7 +202,7 @@ class BahdanauAttention(RNNAttention):
         key_dim: int,
         attention_dim: int | None = None,
         *,
-        hard: str | None = None,
+        estimator: str | None = None,
         temperature: float = 1.0,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
@@ -220,13 +213,15 @@ class BahdanauAttention(RNNAttention):
           query_dim: Hq, width of the decoder state.
           key_dim: Hk, width of the encoder annotations.
           attention_dim: A, the hidden width of the score; default Hq.
-          hard: None (soft) or a hard mode of `HARD_MODES`.
-          temperature: τ of the Gumbel-softmax (`hard="gumbel"`).
+          estimator: None (soft) or a name in `attn.kernels.hard.ESTIMATORS` (hard attention).
+          temperature: τ of the Gumbel estimators.
           dtype: compute dtype of the score; default: that of the inputs and parameters.
           param_dtype: parameter dtype.
           rngs: parameter random stream.
         """
-        super().__init__(query_dim, key_dim, hard=hard, temperature=temperature, dtype=dtype)
+        super().__init__(
+            query_dim, key_dim, estimator=estimator, temperature=temperature, dtype=dtype
+        )
         A = query_dim if attention_dim is None else attention_dim
         if A < 1:
             raise ValueError(f"BahdanauAttention: attention_dim must be >= 1, got {A}")
@@ -256,7 +251,7 @@ class LuongAttention(RNNAttention):
         score: str = "general",
         *,
         attention_dim: int | None = None,
-        hard: str | None = None,
+        estimator: str | None = None,
         temperature: float = 1.0,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
@@ -268,8 +263,8 @@ class LuongAttention(RNNAttention):
           key_dim: Hk, width of the encoder annotations.
           score: "dot", "general" or "concat".
           attention_dim: A, the hidden width of the "concat" score; default Hq.
-          hard: None (soft) or a hard mode of `HARD_MODES`.
-          temperature: τ of the Gumbel-softmax (`hard="gumbel"`).
+          estimator: None (soft) or a name in `attn.kernels.hard.ESTIMATORS` (hard attention).
+          temperature: τ of the Gumbel estimators.
           dtype: compute dtype of the score; default: that of the inputs and parameters.
           param_dtype: parameter dtype.
           rngs: parameter random stream.
@@ -278,7 +273,9 @@ class LuongAttention(RNNAttention):
             raise ValueError(
                 f"LuongAttention: unknown score {score!r}; expected one of {sorted(LUONG_SCORES)}"
             )
-        super().__init__(query_dim, key_dim, hard=hard, temperature=temperature, dtype=dtype)
+        super().__init__(
+            query_dim, key_dim, estimator=estimator, temperature=temperature, dtype=dtype
+        )
         if score == "dot" and query_dim != key_dim:
             raise ValueError(
                 f"LuongAttention: the dot score needs query_dim == key_dim, got query_dim="

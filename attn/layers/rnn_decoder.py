@@ -31,7 +31,7 @@ class DecoderStep(NamedTuple):
       weights: [B, S] the alignment, or None for the bottleneck decoder.
       gates: {name: [B, H]} the gate activations of the top layer ("input", "forget", "output"
         for the LSTM; "reset", "update" for the GRU).
-      log_prob: [B] log p(j*) for `hard="reinforce"` in training, else None.
+      log_prob: [B] log p(j*) for `estimator="reinforce"` in training, else None.
     """
 
     features: Array
@@ -213,7 +213,7 @@ class BahdanauDecoderCell(DecoderCell):
         memory_dim: int,
         *,
         attention_dim: int | None = None,
-        hard: str | None = None,
+        estimator: str | None = None,
         temperature: float = 1.0,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
@@ -227,8 +227,8 @@ class BahdanauDecoderCell(DecoderCell):
           hidden_dim: H, width of each layer's state.
           memory_dim: Hm, width of the encoder annotations.
           attention_dim: A, hidden width of the additive score; default H.
-          hard: None (soft) or a hard mode of `HARD_MODES`.
-          temperature: τ of the Gumbel-softmax.
+          estimator: None (soft) or a hard-attention estimator of `attn.kernels.hard.ESTIMATORS`.
+          temperature: τ of the Gumbel estimators.
           dtype, param_dtype, rngs: as for the cells.
           **kwargs: num_layers.
         """
@@ -237,7 +237,12 @@ class BahdanauDecoderCell(DecoderCell):
             cell, input_dim, hidden_dim, memory_dim, extra_input_dim=memory_dim, **common, **kwargs
         )
         self.attention = BahdanauAttention(
-            hidden_dim, memory_dim, attention_dim, hard=hard, temperature=temperature, **common
+            hidden_dim,
+            memory_dim,
+            attention_dim,
+            estimator=estimator,
+            temperature=temperature,
+            **common,
         )
 
     @property
@@ -287,7 +292,7 @@ class LuongDecoderCell(DecoderCell):
         score: str = "general",
         input_feeding: bool = True,
         attention_dim: int | None = None,
-        hard: str | None = None,
+        estimator: str | None = None,
         temperature: float = 1.0,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
@@ -303,8 +308,8 @@ class LuongDecoderCell(DecoderCell):
           score: "dot", "general" or "concat".
           input_feeding: feed h̃_{t-1} with the input token.
           attention_dim: A, hidden width of the concat score; default H.
-          hard: None (soft) or a hard mode of `HARD_MODES`.
-          temperature: τ of the Gumbel-softmax.
+          estimator: None (soft) or a hard-attention estimator of `attn.kernels.hard.ESTIMATORS`.
+          temperature: τ of the Gumbel estimators.
           dtype, param_dtype, rngs: as for the cells.
           **kwargs: num_layers.
         """
@@ -319,7 +324,7 @@ class LuongDecoderCell(DecoderCell):
             memory_dim,
             score,
             attention_dim=attention_dim,
-            hard=hard,
+            estimator=estimator,
             temperature=temperature,
             **common,
         )

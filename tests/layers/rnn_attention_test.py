@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attn.kernels.hard import ESTIMATORS
 from attn.layers.rnn_attention import BahdanauAttention, LuongAttention
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
@@ -98,17 +99,17 @@ def test_bfloat16_compute_keeps_float32_weights(data):
 # Hard attention.
 
 
-@pytest.mark.parametrize("hard", ["straight_through", "gumbel", "reinforce"])
-def test_hard_attention_selects_the_argmax_at_evaluation(data, hard):
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_hard_attention_selects_the_argmax_at_evaluation(data, estimator):
     soft = general_from(data)(data["query"], data["keys"], mask=data["mask"])
-    out = general_from(data, hard=hard)(data["query"], data["keys"], mask=data["mask"])
+    out = general_from(data, estimator=estimator)(data["query"], data["keys"], mask=data["mask"])
     best = np.argmax(np.where(data["mask"], soft.weights, -1), axis=-1)
     np.testing.assert_array_equal(out.weights, np.eye(S)[best])
     np.testing.assert_allclose(out.context, data["keys"][np.arange(B), best], **TOL)
 
 
 def test_straight_through_has_one_hot_value_and_softmax_gradient(data):
-    hard = general_from(data, hard="straight_through")
+    hard = general_from(data, estimator="straight_through_argmax")
     soft = general_from(data)
     keys, mask = jnp.asarray(data["keys"]), data["mask"]
     probe = jax.random.normal(jax.random.key(0), (B, S))
@@ -124,10 +125,10 @@ def test_straight_through_has_one_hot_value_and_softmax_gradient(data):
     assert float(jnp.abs(g_hard).max()) > 0
 
 
-def test_gumbel_and_reinforce_sample_real_positions_with_a_key(data):
+def test_sampling_estimators_draw_real_positions_with_a_key(data):
     keys, mask = data["keys"], data["mask"]
-    for hard in ("gumbel", "reinforce"):
-        layer = general_from(data, hard=hard)
+    for estimator in ("gumbel_straight_through", "reinforce"):
+        layer = general_from(data, estimator=estimator)
         with pytest.raises(ValueError, match="needs key="):
             layer(data["query"], keys, mask=mask, deterministic=False)
         picks = []
@@ -143,7 +144,7 @@ def test_gumbel_and_reinforce_sample_real_positions_with_a_key(data):
 
 
 def test_reinforce_log_prob_is_the_log_softmax_of_the_sample_and_has_a_gradient(data):
-    layer = general_from(data, hard="reinforce")
+    layer = general_from(data, estimator="reinforce")
     soft = general_from(data)(data["query"], data["keys"], mask=data["mask"])
     out = layer(
         data["query"], data["keys"], mask=data["mask"], key=jax.random.key(3), deterministic=False
@@ -175,8 +176,10 @@ def test_bad_input_raises_clear_errors(data):
         LuongAttention(HQ, HK, "bilinear", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="dot score needs query_dim == key_dim"):
         LuongAttention(HQ, HK, "dot", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"unknown hard='soft'; expected one of \[None"):
-        BahdanauAttention(HQ, HK, rngs=nnx.Rngs(0), hard="soft")
+    with pytest.raises(
+        ValueError, match=r"unknown estimator 'soft'; expected one of \['straight_through_argmax'"
+    ):
+        BahdanauAttention(HQ, HK, rngs=nnx.Rngs(0), estimator="soft")
     layer = bahdanau_from(data)
     with pytest.raises(ValueError, match=r"query must have shape \[B, Hq\] with Hq=6"):
         layer(data["keys"], data["keys"])
