@@ -18,12 +18,8 @@ from flax import nnx
 
 from attn import decoding
 from attn.layers.intermediates import collect_intermediates
-from attn.models.seq2seq_rnn import (
-    Seq2SeqRNN,
-    Seq2SeqRNNConfig,
-    inverse_sigmoid_decay,
-    reverse_padded,
-)
+from attn.models.seq2seq_inputs import inverse_sigmoid_decay, reverse_padded
+from attn.models.seq2seq_rnn import Seq2SeqRNN, Seq2SeqRNNConfig
 
 B, S, T, V = 3, 7, 5, 13
 LENGTHS = np.array([7, 4, 6])
