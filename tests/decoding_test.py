@@ -685,9 +685,7 @@ def test_seq2seq_rnn_decodes_through_its_recurrent_state():
     result = decoding.beam_search(model, bos, beam_size=3, return_n_best=True, **inputs)
     sequences = np.asarray(result.sequences).reshape(B * 3, 1 + M)
     rows = np.repeat(np.arange(B), 3)
-    logits = _rnn_forward(
-        *nnx.split(model), source[rows], sequences[:, :-1], source_mask[rows]
-    ).logits
+    logits, _ = _rnn_forward(*nnx.split(model), source[rows], sequences[:, :-1], source_mask[rows])
     token_log_probs = np.take_along_axis(
         jax.nn.log_softmax(logits, axis=-1), sequences[:, 1:, None], axis=-1
     )[..., 0]
