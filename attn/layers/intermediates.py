@@ -5,19 +5,18 @@ whole model with `nnx.view(model, sow_weights=True)`, each such layer implementi
 `set_view(sow_weights=...)`). When it is on, each call does `self.sow(nnx.Intermediate, NAME,
 value)`, with one meaning per NAME:
 
-    NAME                 sown by                              value
-    "attention_weights"  MultiHeadAttention,                  [B, N, T, S] float32
-                         HardMultiHeadAttention
-    "selection"          HardMultiHeadAttention               HardSelection (index, log_prob,
-                                                              entropy), each [B, N, T]
-    "alignment"          Seq2SeqRNN (its Bahdanau/Luong       [B, T, S] over the original source
-                         attention)                           positions, float32
-    "log_prob"           Seq2SeqRNN with                      [B, T] log p of the sampled source
-                         estimator="reinforce", in training   positions
-    "gates"              RNN (one entry per cell, indexed     {gate name: [B, S, H]}
-                         like `cells`), Seq2SeqRNN (its
-                         decoder's top layer), GatedLinearUnit  [B, T, H] / g [..., F]
-    "channel_weights"    SqueezeExcitation                    [B, C]
+    NAME                 sown by                                 value
+    "attention_weights"  MultiHeadAttention, HardMultiHeadAttention  [B, N, T, S] float32
+    "selection"          HardMultiHeadAttention                  HardSelection(index, log_prob,
+                                                                 entropy), each [B, N, T]
+    "alignment"          Seq2SeqRNN (its Bahdanau/Luong           [B, T, S] over the original
+                         attention); ConvS2S (on attention_in[l]) source positions, float32
+    "log_prob"           Seq2SeqRNN, estimator="reinforce",       [B, T] log p of the sampled
+                         in training                              source positions
+    "gates"              RNN (on each cell: ("cells", i, "gates")),  {gate name: [B, S, H]}
+                         Seq2SeqRNN (its decoder's top layer)     {gate name: [B, T, H]}
+                         GatedLinearUnit                          g [..., F]
+    "channel_weights"    SqueezeExcitation                        [B, C]
 
 `collect_intermediates` switches sowing on for one call and returns what was sown, by path.
 """
@@ -51,7 +50,8 @@ def collect_intermediates(
       indices down to the layer, then the NAME, e.g. ("decoder_blocks", 5, "cross_attention",
       "attention_weights") — to the value sown, or to a tuple of values (one per call) when the
       layer ran more than once. With several modules, each path starts with the module's
-      position among them (`fn` first, then `args` in order).
+      position among them (`fn` first, then `args` in order; a module inside another counts as
+      part of it).
     """
     if names is not None and (isinstance(names, str) or not isinstance(names, Sequence)):
         raise TypeError(
