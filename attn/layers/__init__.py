@@ -6,17 +6,7 @@ from attn.layers.feedforward import MLP, GatedMLP
 from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
 from attn.layers.hard_attention import HardMultiHeadAttention, HardSelection
 from attn.layers.intermediates import collect_intermediates
-from attn.layers.position import (
-    LearnedPositions,
-    RelativePositionBias,
-    SinusoidalPositions,
-    alibi_bias,
-    alibi_slopes,
-    rotary_embedding,
-    sincos_2d_encoding,
-    sinusoidal_encoding,
-    sinusoidal_rotation,
-)
+from attn.layers.position import LearnedPositions, RelativePositionBias, SinusoidalPositions
 from attn.layers.recurrent import RNN, GRUCell, LSTMCell
 from attn.layers.rnn_attention import BahdanauAttention, LuongAttention
 from attn.layers.rnn_decoder import BahdanauDecoderCell, BottleneckDecoderCell, LuongDecoderCell
@@ -41,11 +31,5 @@ __all__ = [
     "SinusoidalPositions",
     "SqueezeExcitation",
     "TransformerBlock",
-    "alibi_bias",
-    "alibi_slopes",
     "collect_intermediates",
-    "rotary_embedding",
-    "sincos_2d_encoding",
-    "sinusoidal_encoding",
-    "sinusoidal_rotation",
 ]

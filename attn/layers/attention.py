@@ -24,8 +24,8 @@ from flax import nnx
 from attn.kernels import attention as attention_kernel
 from attn.kernels import dot_product_attention
 from attn.kernels.masks import causal_mask, combine_masks
+from attn.kernels.positions import rotary_embedding
 from attn.kernels.scores import SCORES, unit
-from attn.layers.position import rotary_embedding
 from attn.typing import Array, DType
 
 DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()
