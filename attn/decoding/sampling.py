@@ -4,7 +4,7 @@
     y_t ~ p(v | y_<t, x)^(1/τ), restricted to the top k / the top-p nucleus   (Holtzman et al. 2020)
 
 Both return the tokens [B, T0 + M]. The attention behind a decoded sequence is read by running
-the model on it, teacher forced, under `attn.layers.collect_attention_weights`: the cached steps
+the model on it, teacher forced, under `attn.layers.collect_intermediates`: the cached steps
 compute the same weights (see the README, "Decoding").
 """
 

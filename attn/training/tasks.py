@@ -26,7 +26,7 @@ from flax import nnx
 
 from attn import decoding
 from attn.data import BOS_ID, EOS_ID, PAD_ID, mask_tokens, shift_right
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.models import (
     Bert,
     BertConfig,
@@ -242,7 +242,9 @@ class Task:
         (the tokens, or the class token and patches of an image).
         """
         inputs, _, _ = self._inputs_and_labels(batch, jax.random.key(0))
-        _, weights = collect_attention_weights(_LogitsOf(self, model), *inputs)
+        _, weights = collect_intermediates(
+            _LogitsOf(self, model), *inputs, names=("attention_weights",)
+        )
         if not weights:
             raise ValueError(
                 f"Task.attention_maps: the {self.family} model has no attention layers to show"
@@ -258,11 +260,11 @@ def _cross_attention(family: str, graphdef, state, src: Array, tgt_in: Array) ->
     """The attention over the source [B, T, S] behind the logits of `tgt_in` [B, T]: the RNN
     alignment, or the last decoder block's cross-attention averaged over heads."""
     model, src_mask = nnx.merge(graphdef, state), src != PAD_ID
+    _, found = collect_intermediates(model, src, tgt_in, src_mask)
     if family == "Seq2SeqRNN":
-        return model(src, tgt_in, src_mask, return_weights=True).weights
-    _, weights = collect_attention_weights(model, src, tgt_in, src_mask)
-    last = [path for path in weights if path[-1] == "cross_attention"][-1]
-    return jnp.mean(weights[last].astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
+        return found[("alignment",)]
+    last = [path for path in found if path[-2:] == ("cross_attention", "attention_weights")][-1]
+    return jnp.mean(found[last].astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
 
 
 class _LogitsOf(nnx.Module):

@@ -16,41 +16,26 @@ import pytest
 from flax import nnx
 
 from attn import decoding
-from attn.layers import collect_attention_weights
+from attn.layers import collect_intermediates
 from attn.models.seq2seq_rnn import Seq2SeqRNN, Seq2SeqRNNConfig
 from tests.decoding.peaked_models import T0, B, M, V, build, ids, source_batch
 
 
-class LMSteps(nnx.Module):
-    """A cached `TransformerLM` call, `model(ids, decode=True)`, as a module for the collector."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, ids):
-        return self.model(ids, decode=True)
-
-
-class TransformerSteps(LMSteps):
-    """A cached `Transformer` decoder call, `model.decode(ids, None, decode=True)`."""
-
-    def __call__(self, ids):
-        return self.model.decode(ids, None, decode=True)
-
-
-def _replay(steps: LMSteps, tokens, prompt_length):
-    """Feed `tokens` [B, L] to the cached model as decoding does: the prompt in one call, then
-    one token per call (the last token is never fed). Returns the logits of each call's last
-    position [B, L - T0, V] and, per attention layer, its weights of every call concatenated
-    over the queries [B, N, L - 1, cache length]."""
+def _replay(call, tokens, prompt_length, *extra):
+    """Feed `tokens` [B, L] to `call(ids, *extra, decode=True)`, the cached model, as decoding
+    does: the prompt in one call, then one token per call (the last token is never fed).
+    Returns the logits of each call's last position [B, L - T0, V] and, per attention layer,
+    its weights of every call concatenated over the queries [B, N, L - 1, cache length]."""
     calls = [tokens[:, :prompt_length]]
     calls += [tokens[:, t : t + 1] for t in range(prompt_length, tokens.shape[1] - 1)]
     logits, weights = [], collections.defaultdict(list)
     for chunk in calls:
-        out, captured = collect_attention_weights(steps, chunk)
+        out, found = collect_intermediates(
+            call, chunk, *extra, names=("attention_weights",), decode=True
+        )
         logits.append(out[:, -1])
-        for path, value in captured.items():
-            weights[path[1:]].append(value)  # path[0] is "model"
+        for path, value in found.items():
+            weights[path].append(value)
     return jnp.stack(logits, 1), {path: jnp.concatenate(w, axis=2) for path, w in weights.items()}
 
 
@@ -58,7 +43,7 @@ def _replay(steps: LMSteps, tokens, prompt_length):
 def _lm_replay(graphdef, params, tokens, prompt_length):
     model = nnx.merge(graphdef, params)
     model.init_cache(tokens.shape[0], tokens.shape[1])
-    return _replay(LMSteps(model), tokens, prompt_length)
+    return _replay(model, tokens, prompt_length)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -66,12 +51,13 @@ def _transformer_replay(graphdef, params, source, source_mask, tokens):
     model = nnx.merge(graphdef, params)
     encoded = model.encode(source, source_mask)
     model.init_cache(tokens.shape[0], tokens.shape[1], encoded, source_mask)
-    return _replay(TransformerSteps(model), tokens, 1)
+    return _replay(model.decode, tokens, 1, None)  # decode(ids, encoded=None, decode=True)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _teacher_forced(graphdef, params, *inputs):
-    return collect_attention_weights(nnx.merge(graphdef, params), *inputs)[1]
+    model = nnx.merge(graphdef, params)
+    return collect_intermediates(model, *inputs, names=("attention_weights",))[1]
 
 
 def _check_equal(teacher_forced: dict, replayed: dict, length: int):
@@ -89,10 +75,14 @@ def test_lm_self_attention_of_the_decoded_sequence_is_what_the_cached_steps_saw(
     tokens = decoding.greedy(lm, prompt, max_new_tokens=M)
     logits, replayed = _lm_replay(*nnx.split(lm), tokens, T0)
     np.testing.assert_array_equal(np.argmax(logits, -1), tokens[:, T0:])  # the decoding's steps
-    assert sorted(replayed) == [("blocks", 0, "self_attention"), ("blocks", 1, "self_attention")]
-    assert replayed[("blocks", 1, "self_attention")].shape == (B, 4, T0 + M - 1, T0 + M)
+    layers = [("blocks", i, "self_attention", "attention_weights") for i in (0, 1)]
+    assert sorted(replayed) == layers
+    assert replayed[layers[1]].shape == (B, 4, T0 + M - 1, T0 + M)
     teacher_forced = _teacher_forced(*nnx.split(lm), tokens[:, :-1])
     _check_equal(teacher_forced, replayed, T0 + M)
+
+
+LAYERS = ("cross_attention", "self_attention")
 
 
 def test_transformer_attention_of_the_decoded_sequence_is_what_the_cached_steps_saw(transformer):
@@ -103,8 +93,8 @@ def test_transformer_attention_of_the_decoded_sequence_is_what_the_cached_steps_
     )
     logits, replayed = _transformer_replay(*nnx.split(transformer), source, source_mask, tokens)
     np.testing.assert_array_equal(np.argmax(logits, -1), tokens[:, 1:])
-    cross = ("decoder_blocks", 0, "cross_attention")
-    assert set(replayed) == {cross, ("decoder_blocks", 0, "self_attention")}
+    cross, own = (("decoder_blocks", 0, name, "attention_weights") for name in LAYERS)
+    assert set(replayed) == {cross, own}
     teacher_forced = _teacher_forced(*nnx.split(transformer), source, tokens[:, :-1], source_mask)
     _check_equal(teacher_forced, replayed, 1 + M)
     padding = np.broadcast_to(~np.asarray(source_mask)[:, None, None], replayed[cross].shape)
@@ -128,7 +118,8 @@ def _rnn_replay(graphdef, params, source, source_mask, tokens):
 @functools.partial(jax.jit, static_argnums=0)
 def _rnn_teacher_forced(graphdef, params, source, tgt_in, source_mask):
     model = nnx.merge(graphdef, params)
-    return model(source, tgt_in, source_mask, return_weights=True).weights
+    _, found = collect_intermediates(model, source, tgt_in, source_mask, names=("alignment",))
+    return found[("alignment",)]
 
 
 RNN_CONFIGS = {
