@@ -17,7 +17,7 @@ PY313_TESTS := tests/extras_test.py tests/readme_test.py::test_readme_kernel_exa
   tests/data/builders_test.py::test_pydoc_corpus_splits_documents_without_overlap \
   tests/data/builders_test.py::test_pydoc_corpus_is_the_shipped_snapshot_on_every_python
 
-.PHONY: test test-py313 bench lint format clean train
+.PHONY: test test-py313 bench lint format clean train notebooks colab-replica
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ $(STAMP313): pyproject.toml constraints-3.13.txt
 test-py313: $(STAMP313)
 	$(VENV313)/bin/python -m pytest -q -m "not slow" -k "not dropout" $(PY313_TESTS)
 
+# The Colab notebooks at ci scale (also part of `make test`).
+notebooks: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests/colab_test.py
+
+# The notebooks in a fresh Python 3.13 venv with Colab's package versions, through their own
+# set-up cell (CPU path, ATTN_SOURCE = this checkout); numpy/ipykernel/ipython must survive.
+PYTHON_COLAB ?= python3.13
+colab-replica: $(STAMP)
+	$(VENV)/bin/python colab/replica.py --python $(PYTHON_COLAB) --venv .venv-colab
+
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/attention.py
 	$(VENV)/bin/python benchmarks/train_step.py
@@ -62,4 +72,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(VENV313) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV313) .venv-colab .pytest_cache .hypothesis

@@ -48,6 +48,43 @@ def padding_mask(lengths: ArrayLike, S: int) -> Array:
     return (jnp.arange(S)[None, :] < lengths[:, None])[:, None, None, :]
 
 
+def key_mask(
+    owner: str,
+    attention_mask: ArrayLike | None,
+    shape: tuple[int, int],
+    *,
+    name: str = "attention_mask",
+    letter: str = "T",
+) -> Array | None:
+    """A padding mask [B, L] (1/True = real token, 0/False = padding) as a key mask that
+    broadcasts over heads and queries; None stays None (every key is real).
+
+    Args:
+      owner: the model or function named in errors.
+      attention_mask: bool or 0/1 integer [B, L], or None.
+      shape: the expected (B, L).
+      name: the argument's name, for errors.
+      letter: the dimension key of L in errors ("T", "S", ...).
+
+    Returns:
+      bool[B, 1, 1, L], or None.
+    """
+    if attention_mask is None:
+        return None
+    mask = jnp.asarray(attention_mask)
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"{owner}: {name} must have shape [B, {letter}] = [{shape[0]}, {shape[1]}] "
+            f"(1/True = real token), got shape {tuple(mask.shape)}"
+        )
+    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
+        raise TypeError(
+            f"{owner}: {name} must be boolean or 0/1 integers (1/True = real token), got "
+            f"dtype {mask.dtype}"
+        )
+    return mask.astype(bool)[:, None, None, :]  # [B, L] -> [B, 1, 1, L]
+
+
 def window_mask(
     T: int, S: int, window: int | tuple[int, int], offset: int | ArrayLike = 0
 ) -> Array:
@@ -143,3 +180,38 @@ def build_mask(
         None if query_seq_lengths is None else query_padding_mask(query_seq_lengths, T),
         None if key_value_seq_lengths is None else padding_mask(key_value_seq_lengths, S),
     )
+
+
+def attending_queries(
+    T: int,
+    S: int,
+    *,
+    is_causal: bool = False,
+    local_window_size: tuple[int, int] | None = None,
+    query_seq_lengths: ArrayLike | None = None,
+    key_value_seq_lengths: ArrayLike | None = None,
+) -> Array:
+    """Which queries may attend to at least one key under the masks of `build_mask` (no `mask`).
+
+    Query i of example b sees keys lo..hi with lo = max(0, i - left), hi = min(S, kv_len[b]) - 1,
+    lowered to i (causal) and to i + right (window); it attends iff lo <= hi and i < q_len[b].
+    O(B·T) work, where `build_mask(...).any(-1)` would form [B, T, S].
+
+    Returns:
+      bool[B, T], or bool[1, T] when no lengths are given.
+    """
+    i = jnp.arange(T)[None, :]  # [1, T]
+    lo = jnp.zeros_like(i)
+    hi = jnp.full_like(i, S - 1)
+    if key_value_seq_lengths is not None:
+        hi = jnp.minimum(hi, jnp.asarray(key_value_seq_lengths)[:, None] - 1)  # [B, 1]
+    if is_causal:
+        hi = jnp.minimum(hi, i)
+    if local_window_size is not None:
+        left, right = normalize_window(local_window_size)
+        lo = jnp.maximum(lo, i - left)
+        hi = jnp.minimum(hi, i + right)
+    attends = lo <= hi
+    if query_seq_lengths is not None:
+        attends = attends & (i < jnp.asarray(query_seq_lengths)[:, None])
+    return attends

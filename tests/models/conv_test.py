@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from attn.layers.attention import MultiHeadAttention
+from attn.layers.intermediates import collect_intermediates
 from attn.models.conv import ConvS2S, ConvS2SConfig, DilatedCausalConvStack
 from attn.models.path_length import PATH_KINDS, max_path_length, receptive_field
 
@@ -190,11 +191,11 @@ def test_path_length_bad_arguments():
         max_path_length("convolution", 5)
     with pytest.raises(ValueError, match="kind='recurrent' takes no kernel_size, got 3"):
         max_path_length("recurrent", 5, kernel_size=3)
-    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         max_path_length("self_attention", 0)
-    with pytest.raises(ValueError, match="kernel_size must be an integer >= 2, got 1"):
+    with pytest.raises(ValueError, match="kernel_size must be >= 2, got 1"):
         max_path_length("dilated_convolution", 5, kernel_size=1)
-    with pytest.raises(ValueError, match="each dilation must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="each dilation must be >= 1, got 0"):
         receptive_field(2, [1, 0])
     with pytest.raises(TypeError, match="dilations must be a sequence of ints"):
         receptive_field(2, 4)
@@ -221,7 +222,7 @@ def test_stack_shapes_dtype_and_bad_input():
         DilatedCausalConvStack(C, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="dilations must name at least one layer"):
         DilatedCausalConvStack(C, dilations=[], rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="each dilation must be an integer >= 1, got -2"):
+    with pytest.raises(ValueError, match="each dilation must be >= 1, got -2"):
         DilatedCausalConvStack(C, dilations=[1, -2], rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="kernel_size must be > 0, got 0"):
         DilatedCausalConvStack(C, kernel_size=0, dilations=[1], rngs=nnx.Rngs(0))
@@ -297,9 +298,11 @@ def test_convs2s_padding_changes_nothing_and_gets_no_attention():
 
     @nnx.jit
     def padded_forward(model, padded, tgt, mask):
-        return model.decode(tgt, model.encode(padded, mask), mask, return_attention=True)
+        encoded = model.encode(padded, mask)
+        return collect_intermediates(model.decode, tgt, encoded, mask, names=("alignment",))
 
-    got, weights = padded_forward(model, padded, tgt, mask)
+    got, found = padded_forward(model, padded, tgt, mask)
+    weights = jnp.stack([found[("attention_in", layer, "alignment")] for layer in range(2)])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert weights.shape == (2, 1, 4, 8)
     np.testing.assert_array_equal(weights[..., 5:], 0.0)
