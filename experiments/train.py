@@ -12,9 +12,13 @@ line on stderr that says what to change.
 """
 
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+# The repository root, so that config files can import `experiments.configs.common`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file (path[:argument]).")

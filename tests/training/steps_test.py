@@ -14,7 +14,7 @@ from attn.training.steps import (
     make_eval_step,
     make_train_step,
 )
-from attn.training.tasks import LossOptions, Task
+from attn.training.tasks import LossOptions, Seq2SeqTask
 
 B, S, T, V = 4, 7, 5, 19
 
@@ -33,7 +33,7 @@ def make_state(dtype=None, dropout=0.0):
     config = TransformerConfig.named(
         "tiny", vocab_size=V, model_dim=16, mlp_dim=32, dtype=dtype, dropout_rate=dropout
     )
-    task = Task("seq2seq", "Transformer", LossOptions(label_smoothing=0.1))
+    task = Seq2SeqTask("Transformer", LossOptions(label_smoothing=0.1))
     state = create_train_state(task, config, optax.adam(1e-2), init_key=jax.random.key(0))
     return task, state
 
