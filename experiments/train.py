@@ -11,6 +11,7 @@ variables of attn.training.distributed). A bad flag or config value ends the pro
 line on stderr that says what to change.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,9 +31,12 @@ flags.DEFINE_bool("auto_detect_cluster", False, "multi-host: let JAX detect a TP
 
 
 def fail(message: str) -> None:
-    """Exit with status 1 and `message` as the last (single) line of stderr."""
+    """Exit with status 1 and `message` as the last (single) line of stderr, at once: without
+    waiting for background threads (a failed checkpoint write leaves orbax threads that never
+    end)."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-    sys.exit(1)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -59,6 +63,7 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # orbax and grain log every file at INFO
     from attn.data import DatasetNotFoundError
     from attn.training import distributed
+    from attn.training.checkpoint import CheckpointError
     from attn.training.loop import train_and_evaluate
     from attn.training.steps import NonFiniteLossError
 
@@ -70,7 +75,13 @@ def main(argv: list[str]) -> None:
             auto_detect=FLAGS.auto_detect_cluster,
         )
         result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (ValueError, TypeError, DatasetNotFoundError, NonFiniteLossError) as error:
+    except (
+        ValueError,
+        TypeError,
+        DatasetNotFoundError,
+        NonFiniteLossError,
+        CheckpointError,
+    ) as error:
         fail(error)
     if not result.finished:
         print(f"stopped at step {result.step}; run the same command to resume", file=sys.stderr)

@@ -16,6 +16,11 @@ checkpoint written on one mesh restores onto another. A latest step that cannot 
 (truncated or corrupted files, found by orbax or by a fingerprint of every array written with it)
 is skipped with a warning and the previous one is restored.
 
+A save that cannot be written (a full disk, a checkpoint directory that is a file) raises
+`CheckpointError`, at the save or at the next `save`/`wait`/`close` when the write was in the
+background; afterwards `close` returns at once. Orbax leaves threads behind that never finish, so
+a program stopping on this error should exit with `os._exit`.
+
 `PreemptionGuard` turns SIGTERM into a flag that the training loop polls between steps to save a
 last checkpoint and exit cleanly.
 """
@@ -23,6 +28,7 @@ last checkpoint and exit cleanly.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import signal
@@ -45,6 +51,10 @@ _KEYS_ITEM = "prng_key_impls"
 _FINGERPRINTS_ITEM = "fingerprints"
 _ITEM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _BYTES = "__bytes_base64__"
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written; the message is one line naming the step and directory."""
 
 
 def _is_array(leaf: Any) -> bool:
@@ -198,6 +208,13 @@ class Checkpointer:
             )
         self.directory = Path(directory).absolute()
         self.save_interval_steps = save_interval_steps
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CheckpointError(
+                f"cannot create the checkpoint directory {self.directory} "
+                f"({type(error).__name__}: {error.strerror or error})"
+            ) from None
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             save_interval_steps=save_interval_steps,
@@ -206,6 +223,8 @@ class Checkpointer:
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._unreadable: set[int] = set()
+        self._failure: CheckpointError | None = None
+        self._newest_save: int | None = None  # the step of the newest save started
 
     @property
     def latest_step(self) -> int | None:
@@ -229,6 +248,9 @@ class Checkpointer:
 
         Returns:
           Whether a checkpoint was started (False when the step is not due or already saved).
+
+        Raises:
+          CheckpointError: this save, or an earlier one still in the background, failed.
         """
         if not isinstance(step, int | np.integer) or isinstance(step, bool) or step < 0:
             raise ValueError(f"step must be a non-negative int, got {step!r}")
@@ -260,7 +282,11 @@ class Checkpointer:
             fingerprints[name] = dict(zip(paths, _leaf_fingerprints(leaves), strict=True))
         items[_KEYS_ITEM] = ocp.args.JsonSave(key_impls)
         items[_FINGERPRINTS_ITEM] = ocp.args.JsonSave(fingerprints)
-        return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+        with self._failing_as(f"cannot save the checkpoint of step {self._newest_save}"):
+            self._manager.wait_until_finished()  # the previous save
+        self._newest_save = step
+        with self._failing_as(f"cannot save the checkpoint of step {step}"):
+            return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
     def restore(self, step: int, abstract_state: Mapping[str, Any]) -> dict[str, Any]:
         """Read the checkpoint of `step` into the structure and shardings of `abstract_state`.
@@ -368,13 +394,39 @@ class Checkpointer:
         return None
 
     def wait(self) -> None:
-        """Block until the background saves are written."""
-        self._manager.wait_until_finished()
+        """Block until the background saves are written.
+
+        Raises:
+          CheckpointError: a background save failed.
+        """
+        with self._failing_as(f"cannot save the checkpoint of step {self._newest_save}"):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        """Finish the background saves and release the manager."""
-        self._manager.wait_until_finished()
+        """Finish the background saves and release the manager; returns at once after a failed
+        save.
+
+        Raises:
+          CheckpointError: a background save failed.
+        """
+        if self._failure is not None:
+            return
+        self.wait()
         self._manager.close()
+
+    @contextlib.contextmanager
+    def _failing_as(self, what: str):
+        """Turn an orbax error into a one-line `CheckpointError`, remembered by `close`."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            yield
+        except Exception as error:
+            lines = str(error).strip().splitlines()
+            self._failure = CheckpointError(
+                f"{what} in {self.directory} ({type(error).__name__}: {lines[-1] if lines else ''})"
+            )
+            raise self._failure from None
 
     def __enter__(self) -> Checkpointer:
         return self

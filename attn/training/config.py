@@ -17,7 +17,7 @@ import jax
 import ml_collections
 
 from attn import data as attn_data
-from attn.training.tasks import FAMILIES, ClassificationTask, task_class
+from attn.training.tasks import FAMILIES, ClassificationTask, Seq2SeqTask, task_class
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
@@ -198,12 +198,19 @@ def check_batch_divides(name: str, batch_size: int, mesh: jax.sharding.Mesh) -> 
 
 
 def check_dataset(config: Mapping[str, Any], info: attn_data.DatasetInfo) -> None:
-    """Raise unless the loaded dataset suits the task (its kind)."""
-    data_kinds = task_class(config.task).data_kinds
-    if info.kind not in data_kinds:
+    """Raise unless the loaded dataset suits the task (its kind) and the evaluation (a beam no
+    wider than the vocabulary), before any training."""
+    cls = task_class(config.task)
+    if info.kind not in cls.data_kinds:
         raise ValueError(
             f"config.dataset.name={config.dataset.name!r} is a {info.kind} dataset; a "
-            f"{config.task!r} task needs one of kind {data_kinds}"
+            f"{config.task!r} task needs one of kind {cls.data_kinds}"
+        )
+    decodes = cls is Seq2SeqTask and config.eval.decode
+    if decodes and info.vocab_size is not None and config.eval.beam_size > info.vocab_size:
+        raise ValueError(
+            f"config.eval.beam_size={config.eval.beam_size} is larger than the vocabulary "
+            f"V={info.vocab_size} of {config.dataset.name!r}; use at most {info.vocab_size}"
         )
 
 

@@ -99,7 +99,18 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
     """
     check_config(config)
     workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"--workdir {workdir} cannot be a run directory ({type(error).__name__}: "
+            f"{error.strerror or error}); use another --workdir"
+        ) from None
+    checkpointer = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        max_to_keep=config.keep_checkpoints,
+        save_interval_steps=config.checkpoint_every_steps,
+    )
     primary = jax.process_index() == 0
     mesh = sharding.make_mesh(dict(config.mesh))
     check_batch_divides("batch_size", config.batch_size, mesh)
@@ -171,11 +182,6 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
     )
     _print(sharding.plan_table(nnx.state(state.merge()[0], nnx.Param), mesh))
 
-    checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        max_to_keep=config.keep_checkpoints,
-        save_interval_steps=config.checkpoint_every_steps,
-    )
     train_iter = train_data.iterator()
     step = 0
     restored = checkpointer.restore_latest({"state": state.arrays, "rng": train_key, "data": None})
@@ -241,6 +247,14 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
                     bar.set_postfix(loss=f"{train_results['loss']:.4f}")
                     train_sums = MetricSums()
                     interval_start, interval_steps = time.perf_counter(), 0
+                stopping = guard.requested_on_any_process()
+                # Due every checkpoint_every_steps, and forced at the end and on a stop; before
+                # the evaluation, so that an evaluation error loses no training.
+                checkpointer.save(
+                    step,
+                    {"state": state.arrays, "rng": train_key, "data": train_iter.get_state()},
+                    force=step == total or stopping,
+                )
                 if step % config.eval_every_steps == 0 or step == total:
                     eval_results = evaluator(step, writer)
                     bar.set_postfix(
@@ -251,13 +265,6 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
                             if name in eval_results
                         },
                     )
-                stopping = guard.requested_on_any_process()
-                # Due every checkpoint_every_steps, and forced at the end and on a stop.
-                checkpointer.save(
-                    step,
-                    {"state": state.arrays, "rng": train_key, "data": train_iter.get_state()},
-                    force=step == total or stopping,
-                )
                 if stopping:
                     if step < total:
                         finished = False
