@@ -393,6 +393,13 @@ class Checkpointer:
             )
         return None
 
+    def delete(self, step: int) -> None:
+        """Remove the checkpoint of `step` (after the background saves are written)."""
+        self.wait()
+        if step not in self._manager.all_steps():
+            raise ValueError(f"step {step} has no checkpoint in {self.directory}")
+        self._manager.delete(step)
+
     def wait(self) -> None:
         """Block until the background saves are written.
 

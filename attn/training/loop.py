@@ -8,7 +8,8 @@ masks: `fold_in(train_key, s)`) and the data order (the shuffling seed of the gr
 checkpoint holds the parameters, the optimizer state, the step, the training key and the data
 iterator's position, so a run resumed from `workdir` continues bit for bit as the uninterrupted
 run would have (on CPU). SIGTERM saves a checkpoint and returns; a NaN or infinite loss stops the
-run with the last good checkpoint kept.
+run with the last good checkpoint kept: one whose own parameters are finite and give a finite
+loss (the checkpoint of the state that produced the non-finite loss is removed).
 
 What a run leaves in `workdir`:
 
@@ -229,12 +230,21 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
                 metrics = jax.device_get(metrics)
                 step += 1
                 interval_steps += 1
+                parameters_finite = bool(metrics.pop("finite_parameters")[0] > 0)
                 loss_total, loss_count = metrics["loss"]
+                loss = float(loss_total / max(loss_count, 1.0))
+                if not math.isfinite(loss):
+                    # The loss of this step is that of the state before it: a checkpoint of
+                    # that state would resume into the same non-finite loss.
+                    checkpointer.wait()
+                    if checkpointer.latest_step == step - 1:
+                        checkpointer.delete(step - 1)
                 check_finite_loss(
-                    float(loss_total / max(loss_count, 1.0)),
+                    loss,
                     step,
                     last_checkpoint=checkpointer.latest_step,
                     workdir=workdir,
+                    parameters_finite=parameters_finite,
                 )
                 train_sums.add_all(metrics)
                 bar.update(1)

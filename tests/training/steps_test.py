@@ -93,5 +93,7 @@ def test_non_finite_guard():
     check_finite_loss(1.5, 3, last_checkpoint=None, workdir="/w")
     with pytest.raises(NonFiniteLossError, match=r"nan at step 7.*checkpoint \(step 5\) is kept"):
         check_finite_loss(float("nan"), 7, last_checkpoint=5, workdir="/w")
-    with pytest.raises(NonFiniteLossError, match="inf at step 2.*no checkpoint"):
+    with pytest.raises(NonFiniteLossError, match="inf at step 2.*no good checkpoint"):
         check_finite_loss(float("inf"), 2, last_checkpoint=None, workdir="/w")
+    with pytest.raises(NonFiniteLossError, match=r"parameters are not finite after step 4"):
+        check_finite_loss(1.5, 4, last_checkpoint=3, workdir="/w", parameters_finite=False)
