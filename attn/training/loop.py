@@ -18,13 +18,13 @@ What a run leaves in `workdir`:
     metrics.jsonl          one JSON line per train log and per evaluation
     attention/             attention-map PNGs of a few evaluation examples, at every evaluation
     tokenizer.json         the tokenizer of text tasks (reused when resuming)
-    config.json            the configuration of the run
+    config.json            the configuration of the checkpoints (a resume must match it)
+    .lock                  held by the live run (see `attn.training.workdir`)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -39,7 +39,7 @@ from flax import nnx
 
 from attn import data as attn_data
 from attn.training import sharding
-from attn.training.checkpoint import Checkpointer, PreemptionGuard
+from attn.training.checkpoint import Checkpointer
 from attn.training.config import (
     check_batch_divides,
     check_config,
@@ -50,8 +50,10 @@ from attn.training.config import (
 from attn.training.evaluate import Evaluator
 from attn.training.metrics import MetricSums
 from attn.training.optimizers import make_optimizer, make_schedule
+from attn.training.preemption import PreemptionGuard
 from attn.training.steps import check_finite_loss, create_train_state, make_train_step
 from attn.training.tasks import LossOptions, task_class
+from attn.training.workdir import Workdir
 from attn.training.writers import MetricWriter, progress_bar
 
 
@@ -99,30 +101,29 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
       NonFiniteLossError: the loss became NaN or infinite.
     """
     check_config(config)
-    workdir = os.path.abspath(workdir)
-    try:
-        os.makedirs(workdir, exist_ok=True)
-    except OSError as error:
-        raise ValueError(
-            f"--workdir {workdir} cannot be a run directory ({type(error).__name__}: "
-            f"{error.strerror or error}); use another --workdir"
-        ) from None
+    primary = jax.process_index() == 0
+    with Workdir(workdir, primary=primary) as run_dir:
+        run_dir.check_resume_config(config)
+        return _train_and_evaluate(config, run_dir)
+
+
+def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResult:
+    workdir, primary = run_dir.path, run_dir.primary
     checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
+        run_dir.file("checkpoints"),
         max_to_keep=config.keep_checkpoints,
         save_interval_steps=config.checkpoint_every_steps,
     )
-    primary = jax.process_index() == 0
     mesh = sharding.make_mesh(dict(config.mesh))
     check_batch_divides("batch_size", config.batch_size, mesh)
     check_batch_divides("eval.batch_size", config.eval.batch_size, mesh)
     init_key, train_key, data_key = jax.random.split(jax.random.key(config.seed), 3)
     data_seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1)) + jax.process_index()
 
-    tokenizer_path = os.path.join(workdir, "tokenizer.json")
+    tokenizer_path = run_dir.tokenizer_to_reuse()
     tokenizer = (
         attn_data.load_tokenizer(tokenizer_path)
-        if os.path.exists(tokenizer_path)
+        if tokenizer_path is not None
         else (config.dataset.tokenizer or None)
     )
     options = dataset_options(config)
@@ -138,8 +139,6 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
     info = train_data.info
     check_dataset(config, info)
     tokenizer = info.tokenizer
-    if primary and tokenizer is not None and not os.path.exists(tokenizer_path):
-        tokenizer.save(tokenizer_path)
     eval_data = attn_data.load(
         config.dataset.name,
         split=config.dataset.eval_split,
@@ -150,10 +149,6 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
         tokenizer=tokenizer,
         **options,
     )
-    if primary:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json(indent=2) if hasattr(config, "to_json") else json.dumps(config))
-
     family_config = model_config(config, info)
     # D of the inverse-square-root schedule: the model width (an RNN's hidden size).
     width = getattr(family_config, "model_dim", None) or family_config.hidden_dim
@@ -210,12 +205,14 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> RunResult:
         jax.random.fold_in(data_key, 1),
         workdir,
     )
+    total = config.num_train_steps
+    run_dir.cut_metrics(step, reevaluate=step == total)
+    run_dir.write_metadata(config, tokenizer)  # the run has started
     writer = MetricWriter(workdir, enabled=primary, echo=not sys.stderr.isatty())
     bar = progress_bar(config.num_train_steps, step, enabled=primary)
     train_sums = MetricSums()
     eval_results: dict[str, float] = {}
     train_results: dict[str, float] = {}
-    total = config.num_train_steps
     finished = True
     interval_start = time.perf_counter()
     interval_steps = 0

@@ -20,7 +20,8 @@ import pytest
 from flax import nnx
 
 from attn.models import TransformerLM, TransformerLMConfig
-from attn.training.checkpoint import Checkpointer, CheckpointError, PreemptionGuard
+from attn.training.checkpoint import Checkpointer, CheckpointError
+from attn.training.preemption import PreemptionGuard
 
 CONFIG = TransformerLMConfig(
     vocab_size=40, num_layers=1, num_heads=2, model_dim=12, mlp_dim=20, max_length=8
