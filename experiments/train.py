@@ -5,7 +5,8 @@
         --config.num_train_steps=10 --config.optimizer.learning_rate=1e-3
 
 `--config.<field>=<value>` overrides any field of the (locked) config. Running it again with the
-same --workdir resumes from the newest checkpoint. Several hosts: run the same command on each
+same --workdir and config resumes from the newest checkpoint (see `attn.training.workdir` for what
+may change). Several hosts: run the same command on each
 with --coordinator_address, --num_processes and --process_id (or the ATTN_* / JAX_* environment
 variables of attn.training.distributed). A bad flag or config value ends the program with one
 line on stderr that says what to change.
