@@ -118,37 +118,9 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
     check_batch_divides("batch_size", config.batch_size, mesh)
     check_batch_divides("eval.batch_size", config.eval.batch_size, mesh)
     init_key, train_key, data_key = jax.random.split(jax.random.key(config.seed), 3)
-    data_seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1)) + jax.process_index()
-
-    tokenizer_path = run_dir.tokenizer_to_reuse()
-    tokenizer = (
-        attn_data.load_tokenizer(tokenizer_path)
-        if tokenizer_path is not None
-        else (config.dataset.tokenizer or None)
-    )
-    options = dataset_options(config)
-    train_data = attn_data.load(
-        config.dataset.name,
-        split=config.dataset.train_split,
-        batch_size=config.batch_size // jax.process_count(),
-        seed=data_seed,
-        tokenizer=tokenizer,
-        vocab_size=config.dataset.vocab_size or None,
-        **options,
-    )
+    train_data, eval_data = _load_data(config, run_dir, data_key)
     info = train_data.info
-    check_dataset(config, info)
     tokenizer = info.tokenizer
-    eval_data = attn_data.load(
-        config.dataset.name,
-        split=config.dataset.eval_split,
-        batch_size=config.eval.batch_size // jax.process_count(),
-        shuffle=False,
-        num_epochs=1,
-        drop_remainder=False,
-        tokenizer=tokenizer,
-        **options,
-    )
     family_config = model_config(config, info)
     # D of the inverse-square-root schedule: the model width (an RNN's hidden size).
     width = getattr(family_config, "model_dim", None) or family_config.hidden_dim
@@ -286,6 +258,40 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
     if primary and finished:
         _print_summary(workdir, step, eval_results)
     return RunResult(step, finished, eval_results, train_results, workdir)
+
+
+def _load_data(config: Mapping[str, Any], run_dir: Workdir, data_key: Any) -> tuple:
+    """(training split, evaluation split) of `attn.data.load`, checked against the task; the
+    tokenizer of the run being resumed, or a new one fitted to the training split."""
+    data_seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1)) + jax.process_index()
+    tokenizer_path = run_dir.tokenizer_to_reuse()
+    tokenizer = (
+        attn_data.load_tokenizer(tokenizer_path)
+        if tokenizer_path is not None
+        else (config.dataset.tokenizer or None)
+    )
+    options = dataset_options(config)
+    train_data = attn_data.load(
+        config.dataset.name,
+        split=config.dataset.train_split,
+        batch_size=config.batch_size // jax.process_count(),
+        seed=data_seed,
+        tokenizer=tokenizer,
+        vocab_size=config.dataset.vocab_size or None,
+        **options,
+    )
+    check_dataset(config, train_data.info)
+    eval_data = attn_data.load(
+        config.dataset.name,
+        split=config.dataset.eval_split,
+        batch_size=config.eval.batch_size // jax.process_count(),
+        shuffle=False,
+        num_epochs=1,
+        drop_remainder=False,
+        tokenizer=train_data.info.tokenizer,
+        **options,
+    )
+    return train_data, eval_data
 
 
 def _print_summary(workdir: str, step: int, eval_results: Mapping[str, float]) -> None:
