@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: test bench lint format clean train
+.PHONY: test bench lint format clean train notebooks colab-replica
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
+
+# The Colab notebooks at ci scale (also part of `make test`).
+notebooks: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests/colab_test.py
+
+# The notebooks in a fresh Python 3.13 venv with Colab's package versions, through their own
+# set-up cell (CPU path, ATTN_SOURCE = this checkout); numpy/ipykernel/ipython must survive.
+PYTHON_COLAB ?= python3.13
+colab-replica: $(STAMP)
+	$(VENV)/bin/python colab/replica.py --python $(PYTHON_COLAB) --venv .venv-colab
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/attention.py
@@ -35,4 +45,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-colab .pytest_cache .hypothesis

@@ -1,7 +1,8 @@
 """Pure-JAX attention kernels: masks, score functions, the reference kernel, its multi-head lift,
-the memory-efficient blockwise kernel and hard attention. No Flax, no owned parameters."""
+the memory-efficient blockwise kernel, hard attention and positional encodings. No Flax, no owned
+parameters."""
 
-from attn.kernels import blockwise, estimators, hard, masks, scores
+from attn.kernels import blockwise, estimators, hard, masks, positions, scores
 from attn.kernels.attention import attention, masked_softmax
 from attn.kernels.blockwise import blockwise_attention
 from attn.kernels.masks import causal_mask, combine_masks, padding_mask, window_mask
@@ -21,6 +22,7 @@ __all__ = [
     "masked_softmax",
     "masks",
     "padding_mask",
+    "positions",
     "scores",
     "window_mask",
 ]

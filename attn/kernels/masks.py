@@ -48,6 +48,43 @@ def padding_mask(lengths: ArrayLike, S: int) -> Array:
     return (jnp.arange(S)[None, :] < lengths[:, None])[:, None, None, :]
 
 
+def key_mask(
+    owner: str,
+    attention_mask: ArrayLike | None,
+    shape: tuple[int, int],
+    *,
+    name: str = "attention_mask",
+    letter: str = "T",
+) -> Array | None:
+    """A padding mask [B, L] (1/True = real token, 0/False = padding) as a key mask that
+    broadcasts over heads and queries; None stays None (every key is real).
+
+    Args:
+      owner: the model or function named in errors.
+      attention_mask: bool or 0/1 integer [B, L], or None.
+      shape: the expected (B, L).
+      name: the argument's name, for errors.
+      letter: the dimension key of L in errors ("T", "S", ...).
+
+    Returns:
+      bool[B, 1, 1, L], or None.
+    """
+    if attention_mask is None:
+        return None
+    mask = jnp.asarray(attention_mask)
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"{owner}: {name} must have shape [B, {letter}] = [{shape[0]}, {shape[1]}] "
+            f"(1/True = real token), got shape {tuple(mask.shape)}"
+        )
+    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
+        raise TypeError(
+            f"{owner}: {name} must be boolean or 0/1 integers (1/True = real token), got "
+            f"dtype {mask.dtype}"
+        )
+    return mask.astype(bool)[:, None, None, :]  # [B, L] -> [B, 1, 1, L]
+
+
 def window_mask(
     T: int, S: int, window: int | tuple[int, int], offset: int | ArrayLike = 0
 ) -> Array:

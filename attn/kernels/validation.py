@@ -6,11 +6,16 @@ names the argument, the expected shape in the dimension key (see `attn.typing`) 
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from attn.kernels import scores as scores_lib
+from attn.typing import Array, ArrayLike, DType
 
 IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn")
 _SAME_WIDTH_SCORES = ("dot", "scaled_dot", "cosine")
@@ -39,6 +44,86 @@ def check_float(fn: str, name: str, x) -> None:
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"{fn}: {name} must be a floating-point array, got dtype {dtype}")
+
+
+def check_int(fn: str, name: str, value, *, minimum: int | None = None) -> int:
+    """`value` as a Python int (>= minimum when given): a TypeError for a non-integer (bool
+    included), a ValueError below the minimum."""
+    if isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{fn}: {name} must be an int, got {value!r} of type {type(value).__name__}"
+        ) from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_multiple(fn: str, name: str, value, multiple: int) -> int:
+    """`value` as a positive int that `multiple` divides (an even width for `multiple=2`)."""
+    value = check_int(fn, name, value, minimum=multiple)
+    if value % multiple:
+        raise ValueError(f"{fn}: {name} must be a multiple of {multiple}, got {value}")
+    return value
+
+
+def check_above(fn: str, name: str, value, bound: float) -> float:
+    """`value` as a float strictly greater than `bound`: a TypeError for a non-number (bool and
+    None included), a ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
+    if not value > bound:
+        raise ValueError(f"{fn}: {name} must be > {bound}, got {value!r}")
+    return value
+
+
+def check_positive(fn: str, name: str, value) -> float:
+    """`value` unchanged after checking it is a number > 0 (a width, a count, a temperature)."""
+    return check_above(fn, name, value, 0)
+
+
+def check_dropout_rate(fn: str, name: str, value) -> float:
+    """`value` unchanged after checking it is a dropout probability in [0, 1) (1 would drop
+    everything)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{fn}: {name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def check_float_dtype(fn: str, name: str, dtype: DType) -> jnp.dtype:
+    """`dtype` as a `jnp.dtype`, after checking it is a floating-point dtype."""
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{fn}: {name} must be a floating-point dtype, got {dtype}")
+    return dtype
+
+
+def check_offset(fn: str, offset):
+    """A position offset: a Python int, or a (possibly traced) integer scalar array."""
+    if isinstance(offset, int) and not isinstance(offset, bool):
+        return offset
+    shape, dtype = jnp.shape(offset), jnp.result_type(offset)
+    if shape != () or not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(
+            f"{fn}: offset must be an integer scalar (the position of query 0), "
+            f"got shape {shape} and dtype {dtype}"
+        )
+    return offset
+
+
+def check_features(fn: str, name: str, x: ArrayLike, letter: str, size: int) -> None:
+    """Raise unless `x` is a floating array [..., letter] whose last axis has `size` entries."""
+    check_float(fn, name, x)
+    shape = tuple(jnp.shape(x))
+    if not shape or shape[-1] != size:
+        raise ValueError(
+            f"{fn}: {name} must have shape [..., {letter}] = [..., {size}], got shape {shape}"
+        )
 
 
 def check_broadcastable(
@@ -130,3 +215,35 @@ def check_multihead(
         if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
             raise TypeError(f"{fn}: {name} must be integer, got dtype {jnp.result_type(lengths)}")
         check_rank(fn, name, lengths, ("B",), (B,))
+
+
+def check_token_ids(
+    owner: str, name: str, ids: ArrayLike, vocab_size: int, letter: str = "T"
+) -> Array:
+    """`ids` as an array, after checking it is integer [B, letter] and, when its values are known
+    (outside `jax.jit`), that every id lies in [0, vocab_size)."""
+    array = jnp.asarray(ids)
+    if array.ndim != 2 or not jnp.issubdtype(array.dtype, jnp.integer):
+        raise ValueError(
+            f"{owner}: {name} must be integer token ids [B, {letter}], got {array.dtype} array of "
+            f"shape {array.shape}"
+        )
+    check_indices(owner, name, ids, vocab_size, "vocab_size", noun="ids")
+    return array
+
+
+def check_indices(
+    fn: str, name: str, values: ArrayLike, size: int, size_name: str, *, noun: str = "values"
+) -> None:
+    """Raise a ValueError unless every entry of `values` lies in [0, size) (a row of a table of
+    `size_name` = size rows). Values that are only known at run time (traced under `jax.jit`)
+    are not checked; NumPy arrays closed over by a jitted function are, once, at trace time."""
+    if isinstance(values, jax.core.Tracer):
+        return
+    known = np.asarray(values)
+    if known.size:
+        low, high = int(known.min()), int(known.max())
+        if low < 0 or high >= size:
+            raise ValueError(
+                f"{fn}: {name} must lie in [0, {size_name}={size}), got {noun} from {low} to {high}"
+            )

@@ -9,17 +9,7 @@ from attn.layers.attention import (
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import MLP, GatedMLP
 from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
-from attn.layers.position import (
-    LearnedPositions,
-    RelativePositionBias,
-    SinusoidalPositions,
-    alibi_bias,
-    alibi_slopes,
-    rotary_embedding,
-    sincos_2d_encoding,
-    sinusoidal_encoding,
-    sinusoidal_rotation,
-)
+from attn.layers.position import LearnedPositions, RelativePositionBias, SinusoidalPositions
 from attn.layers.recurrent import RNN, GRUCell, LSTMCell
 from attn.layers.rnn_attention import (
     BahdanauAttention,
@@ -49,11 +39,5 @@ __all__ = [
     "SinusoidalPositions",
     "SqueezeExcitation",
     "TransformerBlock",
-    "alibi_bias",
-    "alibi_slopes",
     "collect_attention_weights",
-    "rotary_embedding",
-    "sincos_2d_encoding",
-    "sinusoidal_encoding",
-    "sinusoidal_rotation",
 ]

@@ -30,8 +30,8 @@ from attn.kernels import dot_product_attention
 from attn.kernels import hard as hard_kernels
 from attn.kernels.estimators import ESTIMATORS, check_estimator
 from attn.kernels.masks import causal_mask, combine_masks
+from attn.kernels.positions import rotary_embedding
 from attn.kernels.scores import SCORES
-from attn.layers.position import rotary_embedding
 from attn.typing import Array, DType, PRNGKey
 
 DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()

@@ -10,6 +10,8 @@ output, between self-attention and the MLP.
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import jax.numpy as jnp
 from flax import nnx
 
@@ -77,6 +79,44 @@ class TransformerBlock(nnx.Module):
         )
         self.mlp_norm = norm()
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Any,
+        *,
+        norm_first: bool,
+        cross_attention: bool = False,
+        rotary_base: float | None = None,
+        rngs: nnx.Rngs,
+    ) -> Self:
+        """One block of a model family, built from its config's shared field vocabulary.
+
+        Reads `model_dim`, `num_heads`, `mlp_dim`, `layer_norm_eps`, `activation`, `dropout_rate`,
+        `attention_dropout_rate`, `implementation`, `dtype` and `param_dtype` (dtype names or
+        dtypes), and, where the config has them, `num_kv_heads` (default: N) and `use_bias`
+        (default True). What differs between families is a keyword: pre- or post-LN, a
+        cross-attention sublayer (the decoder of an encoder-decoder), rotary positions.
+        """
+        dtype = None if config.dtype is None else jnp.dtype(config.dtype)
+        return cls(
+            config.model_dim,
+            config.num_heads,
+            config.mlp_dim,
+            num_kv_heads=getattr(config, "num_kv_heads", None),
+            cross_attention=cross_attention,
+            norm_first=norm_first,
+            layer_norm_eps=config.layer_norm_eps,
+            activation=config.activation,
+            dropout_rate=config.dropout_rate,
+            attention_dropout_rate=config.attention_dropout_rate,
+            use_bias=getattr(config, "use_bias", True),
+            rotary_base=rotary_base,
+            implementation=config.implementation,
+            dtype=dtype,
+            param_dtype=jnp.dtype(config.param_dtype),
+            rngs=rngs,
+        )
 
     def __call__(
         self,

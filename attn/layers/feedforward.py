@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Initializer
 
-from attn.kernels.validation import check_float
+from attn.kernels.validation import check_dropout_rate, check_features, check_int
 from attn.typing import Array, ArrayLike, DType
 
 ACTIVATIONS: Mapping[str, Callable[[Array], Array]] = {
@@ -76,28 +76,6 @@ def get_activation(
     if not isinstance(name, str) or name not in registry:
         raise ValueError(f"{arg} must be one of {sorted(registry)}, got {name!r}")
     return registry[name]
-
-
-def check_positive(fn: str, name: str, value: int) -> None:
-    """Raise a ValueError unless `value` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive integer, got {value!r}")
-
-
-def check_rate(fn: str, name: str, value: float) -> None:
-    """Raise a ValueError unless 0 <= value <= 1."""
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{fn}: {name} must lie in [0, 1], got {value!r}")
-
-
-def check_features(fn: str, name: str, x: ArrayLike, letter: str, size: int) -> None:
-    """Raise unless `x` is a floating array [..., letter] whose last axis has `size` entries."""
-    check_float(fn, name, x)
-    shape = tuple(jnp.shape(x))
-    if not shape or shape[-1] != size:
-        raise ValueError(
-            f"{fn}: {name} must have shape [..., {letter}] = [..., {size}], got shape {shape}"
-        )
 
 
 class MLP(nnx.Module):
@@ -144,9 +122,9 @@ class MLP(nnx.Module):
         bias_init: Initializer = default_bias_init,
         rngs: nnx.Rngs,
     ):
-        check_positive("MLP", "model_dim", model_dim)
-        check_positive("MLP", "mlp_dim", mlp_dim)
-        check_rate("MLP", "dropout_rate", dropout_rate)
+        check_int("MLP", "model_dim", model_dim, minimum=1)
+        check_int("MLP", "mlp_dim", mlp_dim, minimum=1)
+        check_dropout_rate("MLP", "dropout_rate", dropout_rate)
         get_activation(activation, ACTIVATIONS)
         self.model_dim = model_dim
         self.mlp_dim = mlp_dim
@@ -237,9 +215,9 @@ class GatedMLP(nnx.Module):
         bias_init: Initializer = default_bias_init,
         rngs: nnx.Rngs,
     ):
-        check_positive("GatedMLP", "model_dim", model_dim)
-        check_positive("GatedMLP", "mlp_dim", mlp_dim)
-        check_rate("GatedMLP", "dropout_rate", dropout_rate)
+        check_int("GatedMLP", "model_dim", model_dim, minimum=1)
+        check_int("GatedMLP", "mlp_dim", mlp_dim, minimum=1)
+        check_dropout_rate("GatedMLP", "dropout_rate", dropout_rate)
         get_activation(activation, GATE_ACTIVATIONS)
         self.model_dim = model_dim
         self.mlp_dim = mlp_dim

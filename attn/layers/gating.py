@@ -31,11 +31,9 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Initializer
 
-from attn.kernels.validation import check_float
+from attn.kernels.validation import check_features, check_float, check_int
 from attn.layers.feedforward import (
     ACTIVATIONS,
-    check_features,
-    check_positive,
     default_bias_init,
     default_kernel_init,
     get_activation,
@@ -103,10 +101,10 @@ class SqueezeExcitation(nnx.Module):
         rngs: nnx.Rngs,
     ):
         fn = "SqueezeExcitation"
-        check_positive(fn, "channels", channels)
-        check_positive(fn, "reduction", reduction)
+        check_int(fn, "channels", channels, minimum=1)
+        check_int(fn, "reduction", reduction, minimum=1)
         if hidden_dim is not None:
-            check_positive(fn, "hidden_dim", hidden_dim)
+            check_int(fn, "hidden_dim", hidden_dim, minimum=1)
         get_activation(activation, ACTIVATIONS)
         self.channels = channels
         self.reduction = reduction
@@ -202,8 +200,8 @@ class GatedLinearUnit(nnx.Module):
         bias_init: Initializer = default_bias_init,
         rngs: nnx.Rngs,
     ):
-        check_positive("GatedLinearUnit", "in_features", in_features)
-        check_positive("GatedLinearUnit", "out_features", out_features)
+        check_int("GatedLinearUnit", "in_features", in_features, minimum=1)
+        check_int("GatedLinearUnit", "out_features", out_features, minimum=1)
         self.in_features = in_features
         self.out_features = out_features
         self.sow_weights = sow_weights

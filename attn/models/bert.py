@@ -20,11 +20,13 @@ from typing import ClassVar
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels.masks import key_mask
+from attn.kernels.validation import check_dropout_rate, check_positive, check_token_ids
 from attn.layers.blocks import TransformerBlock
-from attn.layers.feedforward import ACTIVATIONS, get_activation
+from attn.layers.feedforward import get_activation
 from attn.layers.position import LearnedPositions
-from attn.models.inputs import check_token_ids
-from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
+from attn.models.inputs import check_fits
+from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
 from attn.typing import Array, ArrayLike
 
 _BERT = dict(vocab_size=30522, max_length=512, type_vocab_size=2)
@@ -79,27 +81,12 @@ class BertConfig(NamedVariants):
 
     def __post_init__(self):
         owner = "BertConfig"
-        check_positive(
-            owner,
-            vocab_size=self.vocab_size,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            model_dim=self.model_dim,
-            mlp_dim=self.mlp_dim,
-            max_length=self.max_length,
-            type_vocab_size=self.type_vocab_size,
-            layer_norm_eps=self.layer_norm_eps,
-        )
-        check_rate(
-            owner,
-            dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate,
-            classifier_dropout_rate=self.classifier_dropout,
-        )
-        check_heads(owner, self.model_dim, self.num_heads)
-        get_activation(self.activation, ACTIVATIONS, arg=f"{owner}: activation")
+        for name in ("vocab_size", "num_layers", "max_length", "type_vocab_size"):
+            check_positive(owner, name, getattr(self, name))
+        check_transformer_fields(owner, self)
+        check_dropout_rate(owner, "classifier_dropout_rate", self.classifier_dropout)
         if self.num_classes is not None:
-            check_positive(owner, num_classes=self.num_classes)
+            check_positive(owner, "num_classes", self.num_classes)
             if not self.use_pooler:
                 raise ValueError(
                     f"{owner}: the classifier (num_classes={self.num_classes}) reads the pooled "
@@ -191,18 +178,7 @@ class Bert(nnx.Module):
         self.embeddings = BertEmbeddings(config, rngs=rngs)
         self.blocks = nnx.List(
             [
-                TransformerBlock(
-                    D,
-                    config.num_heads,
-                    config.mlp_dim,
-                    norm_first=False,
-                    layer_norm_eps=config.layer_norm_eps,
-                    activation=config.activation,
-                    dropout_rate=config.dropout_rate,
-                    attention_dropout_rate=config.attention_dropout_rate,
-                    implementation=config.implementation,
-                    **common,
-                )
+                TransformerBlock.from_config(config, norm_first=False, rngs=rngs)
                 for _ in range(config.num_layers)
             ]
         )
@@ -314,12 +290,7 @@ class Bert(nnx.Module):
     def _check_inputs(self, ids, token_type_ids, attention_mask):
         """Validated ids, token types [B, T] and the boolean key mask [B, 1, 1, T] (or None)."""
         ids = check_token_ids("Bert", "ids", ids, self.config.vocab_size)
-        T = ids.shape[1]
-        if self.config.max_length < T:
-            raise ValueError(
-                f"Bert: sequence length T={T} exceeds max_length={self.config.max_length} of the "
-                "learned position table"
-            )
+        check_fits("Bert", "sequence length T", ids.shape[1], self.config.max_length)
         if token_type_ids is None:
             token_type_ids = jnp.zeros(ids.shape, jnp.int32)
         token_type_ids = jnp.asarray(token_type_ids)
@@ -330,16 +301,7 @@ class Bert(nnx.Module):
                 f"Bert: token_type_ids must be integers of the shape of ids [B, T] = "
                 f"{list(ids.shape)}, got {token_type_ids.dtype} {list(token_type_ids.shape)}"
             )
-        mask = None
-        if attention_mask is not None:
-            attention_mask = jnp.asarray(attention_mask)
-            if attention_mask.shape != ids.shape:
-                raise ValueError(
-                    f"Bert: attention_mask must have the shape of ids [B, T] = {list(ids.shape)}, "
-                    f"got {list(attention_mask.shape)}"
-                )
-            mask = attention_mask.astype(bool)[:, None, None, :]  # [B, S] -> [B, 1, 1, S]
-        return ids, token_type_ids, mask
+        return ids, token_type_ids, key_mask("Bert", attention_mask, ids.shape)
 
     def _check_hidden(self, fn: str, hidden: Array) -> None:
         D = self.config.model_dim

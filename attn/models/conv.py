@@ -24,12 +24,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attn.kernels.attention import masked_softmax
-from attn.models.inputs import check_token_ids
+from attn.kernels.validation import check_dropout_rate, check_positive, check_token_ids
 from attn.models.path_length import receptive_field
-from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.models.variants import NamedVariants, dtype_of
 from attn.typing import Array, ArrayLike, DType
 
-_HALF = math.sqrt(0.5)
+# Sums of two branches are scaled by √0.5 to keep their variance (Gehring et al. 2017).
+_RESIDUAL_SCALE = math.sqrt(0.5)
 
 
 def _glu(x: Array) -> Array:
@@ -87,17 +88,14 @@ class DilatedCausalConvStack(nnx.Module):
                 f"num_layers={num_layers!r}, dilations={dilations!r}"
             )
         if dilations is None:
-            check_positive(owner, num_layers=num_layers)
+            check_positive(owner, "num_layers", num_layers)
             dilations = [kernel_size**layer for layer in range(num_layers)]
         if len(dilations) == 0:
             raise ValueError(f"{owner}: dilations must name at least one layer, got {dilations!r}")
-        check_positive(
-            owner,
-            in_channels=in_channels,
-            residual_channels=residual_channels,
-            skip_channels=skip_channels,
-            kernel_size=kernel_size,
-        )
+        check_positive(owner, "in_channels", in_channels)
+        check_positive(owner, "residual_channels", residual_channels)
+        check_positive(owner, "skip_channels", skip_channels)
+        check_positive(owner, "kernel_size", kernel_size)
         self.receptive_field = receptive_field(kernel_size, list(dilations))  # validates them
         self.in_channels, self.kernel_size = in_channels, kernel_size
         self.dilations = tuple(dilations)
@@ -180,17 +178,17 @@ class ConvS2SConfig(NamedVariants):
 
     def __post_init__(self):
         owner = "ConvS2SConfig"
-        check_positive(
-            owner,
-            vocab_size=self.vocab_size,
-            num_encoder_layers=self.num_encoder_layers,
-            num_decoder_layers=self.num_decoder_layers,
-            model_dim=self.model_dim,
-            embed_dim=self.embed_dim,
-            kernel_size=self.kernel_size,
-            max_length=self.max_length,
-        )
-        check_rate(owner, dropout_rate=self.dropout_rate)
+        for name in (
+            "vocab_size",
+            "num_encoder_layers",
+            "num_decoder_layers",
+            "model_dim",
+            "embed_dim",
+            "kernel_size",
+            "max_length",
+        ):
+            check_positive(owner, name, getattr(self, name))
+        check_dropout_rate(owner, "dropout_rate", self.dropout_rate)
 
 
 class ConvS2S(nnx.Module):
@@ -246,7 +244,7 @@ class ConvS2S(nnx.Module):
 
     # ------------------------------------------------------------------ checks
 
-    def _ids(self, name: str, ids: ArrayLike, letter: str) -> Array:
+    def _check_ids(self, name: str, ids: ArrayLike, letter: str) -> Array:
         ids = check_token_ids("ConvS2S", name, ids, self.config.vocab_size, letter)
         if not 1 <= ids.shape[1] <= self.config.max_length:
             raise ValueError(
@@ -255,7 +253,7 @@ class ConvS2S(nnx.Module):
             )
         return ids
 
-    def _src_mask(self, src_mask: ArrayLike | None, shape: tuple[int, int]) -> Array | None:
+    def _check_src_mask(self, src_mask: ArrayLike | None, shape: tuple[int, int]) -> Array | None:
         if src_mask is None:
             return None
         if tuple(jnp.shape(src_mask)) != shape:
@@ -280,8 +278,8 @@ class ConvS2S(nnx.Module):
         Returns:
           (z [B, S, E], z + e [B, S, E]): the attention keys and values of every decoder layer.
         """
-        src = self._ids("src", src, "S")
-        mask = self._src_mask(src_mask, src.shape)
+        src = self._check_ids("src", src, "S")
+        mask = self._check_src_mask(src_mask, src.shape)
         e = self.source_embedding(src) + self.source_positions(jnp.arange(src.shape[1]))
         e = self.dropout(e, deterministic=deterministic)
         hidden = self.encoder_in(e)
@@ -290,7 +288,7 @@ class ConvS2S(nnx.Module):
                 hidden = jnp.where(mask[..., None], hidden, 0.0)
             residual = hidden
             hidden = self.dropout(hidden, deterministic=deterministic)
-            hidden = (_glu(conv(hidden)) + residual) * _HALF
+            hidden = (_glu(conv(hidden)) + residual) * _RESIDUAL_SCALE
         z = self.encoder_out(hidden)
         return z, z + e
 
@@ -316,7 +314,7 @@ class ConvS2S(nnx.Module):
           logits [B, T, V], position t depending on tgt[:, :t + 1] only; with
           `return_attention`, (logits, weights).
         """
-        tgt = self._ids("tgt", tgt, "T")
+        tgt = self._check_ids("tgt", tgt, "T")
         keys, values = encoded
         E = self.config.embed_dim
         for name, x in (("encoded keys z", keys), ("encoded values z + e", values)):
@@ -329,7 +327,7 @@ class ConvS2S(nnx.Module):
             raise ValueError(
                 f"ConvS2S.decode: encoded keys {keys.shape} and values {values.shape} differ"
             )
-        mask = self._src_mask(src_mask, keys.shape[:2])
+        mask = self._check_src_mask(src_mask, keys.shape[:2])
         if mask is None:
             mask = jnp.ones(keys.shape[:2], jnp.bool_)
         source_count = jnp.sum(mask, axis=-1).astype(jnp.float32)[:, None, None]  # m [B, 1, 1]
@@ -341,13 +339,13 @@ class ConvS2S(nnx.Module):
             residual = hidden
             hidden = self.dropout(hidden, deterministic=deterministic)
             y = _glu(conv(hidden))
-            d = (self.attention_in[layer](y) + g) * _HALF
+            d = (self.attention_in[layer](y) + g) * _RESIDUAL_SCALE
             logits = jnp.einsum("BTE,BSE->BTS", d, keys, preferred_element_type=jnp.float32)
             weights = masked_softmax(logits, mask[:, None, :])
             context = jnp.einsum("BTS,BSE->BTE", weights.astype(values.dtype), values)
             context = context * jnp.sqrt(source_count).astype(context.dtype)  # m √(1/m)
-            y = (self.attention_out[layer](context) + y) * _HALF
-            hidden = (y + residual) * _HALF
+            y = (self.attention_out[layer](context) + y) * _RESIDUAL_SCALE
+            hidden = (y + residual) * _RESIDUAL_SCALE
             all_weights.append(weights)
         logits = self.output_proj(
             self.dropout(self.decoder_out(hidden), deterministic=deterministic)

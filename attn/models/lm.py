@@ -16,10 +16,12 @@ from typing import ClassVar
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels.masks import key_mask
+from attn.kernels.validation import check_positive, check_token_ids
 from attn.layers.blocks import TransformerBlock
 from attn.layers.position import LearnedPositions
-from attn.models.inputs import check_token_ids
-from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
+from attn.models.inputs import check_fits
+from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
 from attn.typing import Array
 
 _GPT2 = dict(vocab_size=50257, max_length=1024, activation="gelu_tanh", layer_norm_eps=1e-5)
@@ -59,21 +61,9 @@ class TransformerLMConfig(NamedVariants):
 
     def __post_init__(self):
         owner = "TransformerLMConfig"
-        check_positive(
-            owner,
-            vocab_size=self.vocab_size,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            model_dim=self.model_dim,
-            mlp_dim=self.mlp_dim,
-            max_length=self.max_length,
-        )
-        check_rate(
-            owner,
-            dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate,
-        )
-        check_heads(owner, self.model_dim, self.num_heads, self.num_kv_heads)
+        for name in ("vocab_size", "num_layers", "max_length"):
+            check_positive(owner, name, getattr(self, name))
+        check_transformer_fields(owner, self)
         if self.position not in ("learned", "rotary"):
             raise ValueError(
                 f"{owner}: position must be 'learned' or 'rotary', got {self.position!r}"
@@ -108,22 +98,11 @@ class TransformerLM(nnx.Module):
             else None
         )
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        rotary_base = config.rotary_base if config.position == "rotary" else None
         self.blocks = nnx.List(
             [
-                TransformerBlock(
-                    config.model_dim,
-                    config.num_heads,
-                    config.mlp_dim,
-                    num_kv_heads=config.num_kv_heads,
-                    norm_first=True,
-                    layer_norm_eps=config.layer_norm_eps,
-                    activation=config.activation,
-                    dropout_rate=config.dropout_rate,
-                    attention_dropout_rate=config.attention_dropout_rate,
-                    use_bias=config.use_bias,
-                    rotary_base=config.rotary_base if config.position == "rotary" else None,
-                    implementation=config.implementation,
-                    **common,
+                TransformerBlock.from_config(
+                    config, norm_first=True, rotary_base=rotary_base, rngs=rngs
                 )
                 for _ in range(config.num_layers)
             ]
@@ -138,10 +117,9 @@ class TransformerLM(nnx.Module):
     def init_cache(self, batch: int, max_length: int | None = None) -> None:
         """Allocate the key/value caches of every block for decoding up to `max_length` tokens."""
         max_length = max_length or self.config.max_length
-        if self.position_embedding is not None and max_length > self.config.max_length:
-            raise ValueError(
-                f"TransformerLM.init_cache: max_length {max_length} exceeds the learned position "
-                f"table (max_length={self.config.max_length})"
+        if self.position_embedding is not None:
+            check_fits(
+                "TransformerLM.init_cache", "cache length", max_length, self.config.max_length
             )
         for block in self.blocks:
             block.self_attention.init_cache(batch, max_length)
@@ -178,17 +156,13 @@ class TransformerLM(nnx.Module):
         offset = self.blocks[0].self_attention.cache_index[...] if decode else 0
         h = self.token_embedding(ids)
         if self.position_embedding is not None:
-            if not decode and self.config.max_length < T:
-                raise ValueError(
-                    f"TransformerLM: sequence length T={T} exceeds max_length="
-                    f"{self.config.max_length} of the learned position table"
-                )
+            if not decode:
+                check_fits("TransformerLM", "sequence length T", T, self.config.max_length)
             h = h + self.position_embedding(T, offset=offset)
         h = self.dropout(h, deterministic=deterministic)
-        mask = None
-        if attention_mask is not None:
-            attention_mask = jnp.asarray(attention_mask, bool)
-            mask = attention_mask[:, None, None, :]  # [B, S] -> [B, 1, 1, S]
+        S = self.blocks[0].self_attention.cached_key.shape[1] if decode else T
+        letter = "cache length" if decode else "T"
+        mask = key_mask("TransformerLM", attention_mask, (ids.shape[0], S), letter=letter)
         for block in self.blocks:
             h = block(
                 h, mask=mask, is_causal=not decode, decode=decode, deterministic=deterministic

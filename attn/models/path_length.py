@@ -18,13 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from attn.kernels.validation import check_int
+
 PATH_KINDS = ("self_attention", "recurrent", "convolution", "dilated_convolution")
 """The layer kinds of `max_path_length`."""
-
-
-def _check_int(fn: str, name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value!r}")
 
 
 def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
@@ -43,11 +40,11 @@ def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
       r, an int.
     """
     fn = "receptive_field"
-    _check_int(fn, "kernel_size", kernel_size, 1)
+    check_int(fn, "kernel_size", kernel_size, minimum=1)
     if isinstance(dilations, (str, bytes)) or not isinstance(dilations, Sequence):
         raise TypeError(f"{fn}: dilations must be a sequence of ints, got {dilations!r}")
     for dilation in dilations:
-        _check_int(fn, "each dilation", dilation, 1)
+        check_int(fn, "each dilation", dilation, minimum=1)
     return 1 + (kernel_size - 1) * sum(dilations)
 
 
@@ -74,12 +71,12 @@ def max_path_length(kind: str, n: int, *, kernel_size: int | None = None) -> int
     fn = "max_path_length"
     if kind not in PATH_KINDS:
         raise ValueError(f"{fn}: unknown kind {kind!r}; expected one of {list(PATH_KINDS)}")
-    _check_int(fn, "n", n, 1)
+    check_int(fn, "n", n, minimum=1)
     convolutional = kind in ("convolution", "dilated_convolution")
     if convolutional:
         if kernel_size is None:
             raise ValueError(f"{fn}: kind={kind!r} needs kernel_size (an integer >= 2)")
-        _check_int(fn, "kernel_size", kernel_size, 2)
+        check_int(fn, "kernel_size", kernel_size, minimum=2)
     elif kernel_size is not None:
         raise ValueError(f"{fn}: kind={kind!r} takes no kernel_size, got {kernel_size!r}")
     if n == 1:

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels.validation import check_dropout_rate, check_positive, check_token_ids
 from attn.layers.recurrent import CELLS, RNN, check_padding_mask
 from attn.layers.rnn_attention import (
     DECODER_CELLS,
@@ -39,8 +40,7 @@ from attn.layers.rnn_attention import (
     BottleneckDecoderCell,
     LuongDecoderCell,
 )
-from attn.models.inputs import check_token_ids
-from attn.models.variants import NamedVariants, check_positive, check_rate, dtype_of
+from attn.models.variants import NamedVariants, dtype_of
 from attn.typing import Array, ArrayLike, PRNGKey
 
 _SMALL = dict(vocab_size=64, embed_dim=32, hidden_dim=64)
@@ -123,18 +123,12 @@ class Seq2SeqRNNConfig(NamedVariants):
 
     def __post_init__(self):
         owner = "Seq2SeqRNNConfig"
-        check_positive(
-            owner,
-            vocab_size=self.vocab_size,
-            num_layers=self.num_layers,
-            embed_dim=self.embed_dim,
-            hidden_dim=self.hidden_dim,
-            hard_temperature=self.hard_temperature,
-        )
+        for name in ("vocab_size", "num_layers", "embed_dim", "hidden_dim", "hard_temperature"):
+            check_positive(owner, name, getattr(self, name))
         for name in ("target_vocab_size", "decoder_hidden_dim", "attention_dim"):
             if getattr(self, name) is not None:
-                check_positive(owner, **{name: getattr(self, name)})
-        check_rate(owner, dropout_rate=self.dropout_rate)
+                check_positive(owner, name, getattr(self, name))
+        check_dropout_rate(owner, "dropout_rate", self.dropout_rate)
         if self.cell not in CELLS:
             raise ValueError(
                 f"{owner}: unknown cell {self.cell!r}; expected one of {sorted(CELLS)}"

@@ -22,6 +22,7 @@ new token.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar
 
@@ -29,16 +30,29 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels.masks import key_mask
+from attn.kernels.validation import (
+    check_float,
+    check_int,
+    check_positive,
+    check_rank,
+    check_token_ids,
+)
 from attn.layers.blocks import TransformerBlock
-from attn.layers.feedforward import ACTIVATIONS
 from attn.layers.position import LearnedPositions, SinusoidalPositions
-from attn.models.inputs import check_token_ids
-from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
+from attn.models.inputs import check_fits
+from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
 from attn.typing import Array, ArrayLike
 
 # The paper's WMT 2014 English-German models: a shared source-target BPE vocabulary of about
 # 37000 tokens, shared and tied embeddings, sinusoidal positions, post-LN, ReLU.
-_PAPER = dict(vocab_size=37000, num_encoder_layers=6, num_decoder_layers=6, max_length=512)
+_PAPER = dict(vocab_size=37000, max_length=512)
+
+
+def _variant(layers: int, num_heads: int, model_dim: int, mlp_dim: int, **fields) -> dict:
+    """The fields of a named variant with `layers` blocks in each stack."""
+    stacks = dict(num_encoder_layers=layers, num_decoder_layers=layers)
+    return dict(stacks, num_heads=num_heads, model_dim=model_dim, mlp_dim=mlp_dim, **fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,52 +112,19 @@ class TransformerConfig(NamedVariants):
     param_dtype: str = "float32"
 
     VARIANTS: ClassVar[dict[str, dict]] = {
-        "tiny": dict(
-            num_encoder_layers=2,
-            num_decoder_layers=2,
-            num_heads=4,
-            model_dim=64,
-            mlp_dim=128,
-            max_length=128,
-        ),
-        "small": dict(
-            num_encoder_layers=3,
-            num_decoder_layers=3,
-            num_heads=4,
-            model_dim=256,
-            mlp_dim=1024,
-            max_length=256,
-            dropout_rate=0.1,
-        ),
-        "base": dict(num_heads=8, model_dim=512, mlp_dim=2048, dropout_rate=0.1, **_PAPER),
-        "big": dict(num_heads=16, model_dim=1024, mlp_dim=4096, dropout_rate=0.3, **_PAPER),
+        "tiny": _variant(2, 4, 64, 128, max_length=128),
+        "small": _variant(3, 4, 256, 1024, max_length=256, dropout_rate=0.1),
+        "base": _variant(6, 8, 512, 2048, dropout_rate=0.1, **_PAPER),
+        "big": _variant(6, 16, 1024, 4096, dropout_rate=0.3, **_PAPER),
     }
 
     def __post_init__(self):
         owner = "TransformerConfig"
-        check_positive(
-            owner,
-            vocab_size=self.vocab_size,
-            num_encoder_layers=self.num_encoder_layers,
-            num_decoder_layers=self.num_decoder_layers,
-            num_heads=self.num_heads,
-            model_dim=self.model_dim,
-            mlp_dim=self.mlp_dim,
-            max_length=self.max_length,
-            layer_norm_eps=self.layer_norm_eps,
-        )
+        for name in ("vocab_size", "num_encoder_layers", "num_decoder_layers", "max_length"):
+            check_positive(owner, name, getattr(self, name))
         if self.target_vocab_size is not None:
-            check_positive(owner, target_vocab_size=self.target_vocab_size)
-        check_rate(
-            owner,
-            dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate,
-        )
-        check_heads(owner, self.model_dim, self.num_heads, self.num_kv_heads)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"{owner}: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
+            check_positive(owner, "target_vocab_size", self.target_vocab_size)
+        check_transformer_fields(owner, self)
         if self.position not in ("sinusoidal", "learned"):
             raise ValueError(
                 f"{owner}: position must be 'sinusoidal' or 'learned', got {self.position!r}"
@@ -205,46 +186,26 @@ class Transformer(nnx.Module):
         )
 
         def positions():
-            if config.position == "learned":
-                return LearnedPositions(
-                    config.max_length,
-                    D,
-                    rngs=rngs,
-                    param_dtype=param_dtype,
-                    dtype=dtype or jnp.float32,
-                )
-            return SinusoidalPositions(None, D, dtype=dtype or jnp.float32)
+            if config.position == "sinusoidal":
+                return SinusoidalPositions(None, D, dtype=dtype or jnp.float32)
+            return LearnedPositions(
+                config.max_length, D, rngs=rngs, param_dtype=param_dtype, dtype=dtype or jnp.float32
+            )
 
         self.encoder_positions = positions()
         self.decoder_positions = positions()
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
 
         def block(cross_attention: bool) -> TransformerBlock:
-            return TransformerBlock(
-                D,
-                config.num_heads,
-                config.mlp_dim,
-                num_kv_heads=config.num_kv_heads,
-                cross_attention=cross_attention,
-                norm_first=config.norm_first,
-                layer_norm_eps=config.layer_norm_eps,
-                activation=config.activation,
-                dropout_rate=config.dropout_rate,
-                attention_dropout_rate=config.attention_dropout_rate,
-                use_bias=config.use_bias,
-                implementation=config.implementation,
-                **common,
+            return TransformerBlock.from_config(
+                config, norm_first=config.norm_first, cross_attention=cross_attention, rngs=rngs
             )
 
-        def final_norm():
-            if not config.has_final_norm:
-                return None
-            return nnx.LayerNorm(D, epsilon=config.layer_norm_eps, **common)
-
+        norm = functools.partial(nnx.LayerNorm, D, epsilon=config.layer_norm_eps, **common)
         self.encoder_blocks = nnx.List([block(False) for _ in range(config.num_encoder_layers)])
-        self.encoder_norm = nnx.data(final_norm())
+        self.encoder_norm = nnx.data(norm() if config.has_final_norm else None)
         self.decoder_blocks = nnx.List([block(True) for _ in range(config.num_decoder_layers)])
-        self.decoder_norm = nnx.data(final_norm())
+        self.decoder_norm = nnx.data(norm() if config.has_final_norm else None)
         self.output_proj = nnx.data(
             None
             if config.tie_output
@@ -311,7 +272,7 @@ class Transformer(nnx.Module):
           [B, S, D].
         """
         x = self._check_hidden("Transformer.encode_embeddings", "x", x, "S")
-        mask = self._key_mask("src_mask", src_mask, x.shape[:2], "S")
+        mask = key_mask("Transformer", src_mask, x.shape[:2], name="src_mask", letter="S")
         for block in self.encoder_blocks:
             x = block(x, mask=mask, deterministic=deterministic)
         return x if self.encoder_norm is None else self.encoder_norm(x)
@@ -344,7 +305,7 @@ class Transformer(nnx.Module):
         Returns:
           logits [B, T, V] in the compute dtype.
         """
-        offset = self._cache_offset() if decode else 0
+        offset = self._check_cache("Transformer.decode")[2] if decode else 0
         y = self.embed_target(tgt, offset=offset, deterministic=deterministic)
         h = self.decode_embeddings(
             y, encoded, src_mask, tgt_mask, decode=decode, deterministic=deterministic
@@ -380,36 +341,25 @@ class Transformer(nnx.Module):
         y = self._check_hidden(fn, "y", y, "T")
         B, T = y.shape[:2]
         if decode:
-            cache_length = self._cache_length()
-            index = self.decoder_blocks[0].self_attention.cache_index[...]
-            if not isinstance(index, jax.core.Tracer) and int(index) + T > cache_length:
-                raise ValueError(
-                    f"{fn}: {T} more tokens at position {int(index)} overrun the cache of "
-                    f"max_length={cache_length} given to init_cache"
-                )
-            source = self.decoder_blocks[0].cross_attention.cross_key
-            S = source.shape[1]
-            if source.shape[0] != B:
-                raise ValueError(
-                    f"{fn}: the caches hold a batch of B={source.shape[0]}, got y of batch {B}"
-                )
+            cache_length, S, _ = self._check_cache(fn, B, T)
             if encoded is not None:
                 self._check_encoded(fn, encoded, B, S)
-            if src_mask is None and self.cached_src_mask is not None:
-                src_mask = self.cached_src_mask[...]
             encoded = None  # the cross-attention keys and values come from the cache
-            self_mask = self._key_mask("tgt_mask", tgt_mask, (B, cache_length), "cache length")
+            self_mask = key_mask(
+                "Transformer", tgt_mask, (B, cache_length), name="tgt_mask", letter="cache length"
+            )
         else:
             if encoded is None:
                 raise ValueError(
                     f"{fn}: encoded [B, S, D] is required unless decoding from the caches "
                     "(init_cache(batch, max_length, encoded, src_mask), then decode=True)"
                 )
-            encoded = jnp.asarray(encoded)
-            S = encoded.shape[1] if encoded.ndim == 3 else None
-            self._check_encoded(fn, encoded, B, S)
-            self_mask = self._key_mask("tgt_mask", tgt_mask, (B, T), "T")
-        context_mask = self._key_mask("src_mask", src_mask, (B, S), "S")
+            encoded = self._check_encoded(fn, encoded, B)
+            S = encoded.shape[1]
+            self_mask = key_mask("Transformer", tgt_mask, (B, T), name="tgt_mask", letter="T")
+        context_mask = key_mask("Transformer", src_mask, (B, S), name="src_mask", letter="S")
+        if context_mask is None and decode and self.cached_src_mask is not None:
+            context_mask = self.cached_src_mask[...]
         for block in self.decoder_blocks:
             y = block(
                 y,
@@ -477,19 +427,11 @@ class Transformer(nnx.Module):
         """
         fn = "Transformer.init_cache"
         max_length = self.config.max_length if max_length is None else max_length
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"{fn}: max_length must be a positive int, got {max_length!r}")
-        if self.config.position == "learned" and max_length > self.config.max_length:
-            raise ValueError(
-                f"{fn}: max_length {max_length} exceeds the learned position table "
-                f"(config.max_length={self.config.max_length})"
-            )
-        encoded = jnp.asarray(encoded)
-        S = encoded.shape[1] if encoded.ndim == 3 else None
-        self._check_encoded(fn, encoded, batch, S)
-        mask = None
-        if src_mask is not None:
-            mask = self._bool_mask(fn, "src_mask", src_mask, (batch, S), "S")
+        max_length = check_int(fn, "max_length", max_length, minimum=1)
+        if self.config.position == "learned":
+            check_fits(fn, "cache length", max_length, self.config.max_length)
+        encoded = self._check_encoded(fn, encoded, batch)
+        mask = key_mask(fn, src_mask, encoded.shape[:2], name="src_mask", letter="S")
         for block in self.decoder_blocks:
             block.self_attention.init_cache(batch, max_length)
             block.cross_attention.init_cross_cache(encoded)
@@ -502,71 +444,47 @@ class Transformer(nnx.Module):
             block.cross_attention.clear_cache()
         self.cached_src_mask = None
 
-    def _cache_offset(self) -> Array:
-        """Position of the next target token: the self-attention cache index."""
-        self._cache_length()
-        return self.decoder_blocks[0].self_attention.cache_index[...]
-
-    def _cache_length(self) -> int:
+    def _check_cache(self, fn: str, B: int | None = None, T: int = 0) -> tuple[int, int, Array]:
+        """(cache length, S, position of the next target token) of the decoding caches, after
+        checking that `init_cache` ran and that they hold a batch of B and room for T more."""
         attention = self.decoder_blocks[0].self_attention
-        if (
-            attention.cache_index is None
-            or self.decoder_blocks[0].cross_attention.cross_key is None
-        ):
+        source = self.decoder_blocks[0].cross_attention.cross_key
+        if attention.cache_index is None or source is None:
             raise ValueError(
-                "Transformer.decode: decode=True needs the caches; call "
+                f"{fn}: decode=True needs the caches; call "
                 "init_cache(batch, max_length, encoded, src_mask) first"
             )
-        return attention.cached_key.shape[1]
+        cache_length, index = attention.cached_key.shape[1], attention.cache_index[...]
+        if not isinstance(index, jax.core.Tracer) and int(index) + T > cache_length:
+            raise ValueError(
+                f"{fn}: {T} more tokens at position {int(index)} overrun the cache of "
+                f"max_length={cache_length} given to init_cache"
+            )
+        if B is not None and source.shape[0] != B:
+            raise ValueError(f"{fn}: the caches hold a batch of B={source.shape[0]}, got {B}")
+        return cache_length, source.shape[1], index
 
     # ------------------------------------------------------------------ checks
 
     def _check_ids(self, name: str, ids: ArrayLike, letter: str) -> Array:
         vocab = self.config.vocab_size if name == "src" else self.config.output_vocab_size
         ids = check_token_ids("Transformer", name, ids, vocab, letter)
-        if self.config.position == "learned" and ids.shape[1] > self.config.max_length:
-            raise ValueError(
-                f"Transformer: {name} length {letter}={ids.shape[1]} exceeds max_length="
-                f"{self.config.max_length} of the learned position table"
+        if self.config.position == "learned":
+            check_fits(
+                "Transformer", f"{name} length {letter}", ids.shape[1], self.config.max_length
             )
         return ids
 
     def _check_hidden(self, fn: str, name: str, x: ArrayLike, letter: str) -> Array:
-        x = jnp.asarray(x)
-        D = self.config.model_dim
-        if x.ndim != 3 or x.shape[-1] != D or not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(
-                f"{fn}: {name} must be float embeddings [B, {letter}, D] with D={D}, got "
-                f"{x.dtype} array of shape {x.shape}"
-            )
-        return x
+        """`x` as a float array of embeddings [B, letter, D]."""
+        check_float(fn, name, x)
+        check_rank(fn, name, x, ("B", letter, "D"), (None, None, self.config.model_dim))
+        return jnp.asarray(x)
 
-    def _check_encoded(self, fn: str, encoded: ArrayLike, B: int, S: int | None) -> None:
-        shape = tuple(jnp.shape(encoded))
-        D = self.config.model_dim
-        if len(shape) != 3 or shape[0] != B or shape[1] != S or shape[2] != D:
-            raise ValueError(
-                f"{fn}: encoded must have shape [B, S, D] = [{B}, {'S' if S is None else S}, "
-                f"{D}], got shape {shape}"
-            )
-
-    def _bool_mask(self, fn: str, name: str, mask: ArrayLike, shape, letter: str) -> Array:
-        mask = jnp.asarray(mask)
-        if tuple(mask.shape) != tuple(shape):
-            raise ValueError(
-                f"{fn}: {name} must have shape [B, {letter}] = [{shape[0]}, {shape[1]}] "
-                f"(1/True = real token), got shape {tuple(mask.shape)}"
-            )
-        if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
-            raise TypeError(
-                f"{fn}: {name} must be boolean or 0/1 integers (1/True = real token), got "
-                f"dtype {mask.dtype}"
-            )
-        return mask.astype(bool)
-
-    def _key_mask(self, name: str, mask, shape, letter: str) -> Array | None:
-        """A padding mask [B, L] as a key mask [B, 1, 1, L] (None stays None)."""
-        if mask is None:
-            return None
-        mask = self._bool_mask("Transformer", name, mask, shape, letter)
-        return mask[:, None, None, :]  # [B, L] -> [B, 1, 1, L]
+    def _check_encoded(self, fn: str, encoded: ArrayLike, B: int, S: int | None = None) -> Array:
+        """`encoded` as an array [B, S, D]; S is its own length unless given."""
+        encoded = jnp.asarray(encoded)
+        if S is None and encoded.ndim == 3:
+            S = encoded.shape[1]
+        check_rank(fn, "encoded", encoded, ("B", "S", "D"), (B, S, self.config.model_dim))
+        return encoded

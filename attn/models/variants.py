@@ -7,6 +7,9 @@ from typing import Any, ClassVar, Self
 
 import jax.numpy as jnp
 
+from attn.kernels.validation import check_dropout_rate, check_positive
+from attn.layers.feedforward import ACTIVATIONS, get_activation
+
 
 class NamedVariants:
     """Mixin for frozen config dataclasses with a `VARIANTS` table of named field overrides."""
@@ -30,18 +33,17 @@ class NamedVariants:
         return cls(**{**cls.VARIANTS[name], **overrides})
 
 
-def check_positive(owner: str, **values: int | float) -> None:
-    """Raise a ValueError naming the first value that is not > 0."""
-    for name, value in values.items():
-        if value is None or value <= 0:
-            raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
-
-
-def check_rate(owner: str, **rates: float) -> None:
-    """Raise a ValueError naming the first rate outside [0, 1)."""
-    for name, rate in rates.items():
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"{owner}: {name} must be in [0, 1), got {rate!r}")
+def check_transformer_fields(owner: str, config: Any) -> None:
+    """The checks of the fields that `TransformerBlock.from_config` reads, shared by every
+    transformer family: model_dim, num_heads, mlp_dim and layer_norm_eps > 0, both dropout rates
+    in [0, 1), N dividing D and K (`num_kv_heads`, where the config has it) dividing N, and a known
+    MLP activation. A ValueError names `owner` and the field."""
+    for name in ("num_heads", "model_dim", "mlp_dim", "layer_norm_eps"):
+        check_positive(owner, name, getattr(config, name))
+    for name in ("dropout_rate", "attention_dropout_rate"):
+        check_dropout_rate(owner, name, getattr(config, name))
+    check_heads(owner, config.model_dim, config.num_heads, getattr(config, "num_kv_heads", None))
+    get_activation(config.activation, ACTIVATIONS, arg=f"{owner}: activation")
 
 
 def check_heads(

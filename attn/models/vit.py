@@ -29,10 +29,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels.positions import sincos_2d_encoding
+from attn.kernels.validation import check_positive
 from attn.layers.blocks import TransformerBlock
-from attn.layers.feedforward import ACTIVATIONS
-from attn.layers.position import LearnedPositions, sincos_2d_encoding
-from attn.models.variants import NamedVariants, check_heads, check_positive, check_rate, dtype_of
+from attn.layers.position import LearnedPositions
+from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
 from attn.typing import Array, ArrayLike
 
 
@@ -134,25 +135,13 @@ class ViTConfig(NamedVariants):
 
     def __post_init__(self):
         owner = "ViTConfig"
-        check_positive(
-            owner,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            model_dim=self.model_dim,
-            mlp_dim=self.mlp_dim,
-            patch_size=self.patch_size,
-            num_channels=self.num_channels,
-            layer_norm_eps=self.layer_norm_eps,
-        )
-        check_rate(
-            owner,
-            dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate,
-        )
+        for name in ("num_layers", "patch_size", "num_channels"):
+            check_positive(owner, name, getattr(self, name))
+        check_transformer_fields(owner, self)
         if self.num_classes is not None:
-            check_positive(owner, num_classes=self.num_classes)
+            check_positive(owner, "num_classes", self.num_classes)
         if self.representation_size is not None:
-            check_positive(owner, representation_size=self.representation_size)
+            check_positive(owner, "representation_size", self.representation_size)
         size = self.image_size
         pair = (
             isinstance(size, tuple | list)
@@ -166,13 +155,13 @@ class ViTConfig(NamedVariants):
         if isinstance(size, list):
             object.__setattr__(self, "image_size", tuple(size))  # keep the config hashable
         height, width = self.image_hw
-        check_positive(owner, image_height=height, image_width=width)
+        check_positive(owner, "image_height", height)
+        check_positive(owner, "image_width", width)
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
                 f"{owner}: image_size {self.image_size!r} must be divisible by patch_size "
                 f"({self.patch_size})"
             )
-        check_heads(owner, self.model_dim, self.num_heads)
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"{owner}: pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if self.position not in ("learned", "sincos2d"):
@@ -182,10 +171,6 @@ class ViTConfig(NamedVariants):
         if self.position == "sincos2d" and self.model_dim % 4:
             raise ValueError(
                 f"{owner}: position='sincos2d' needs model_dim divisible by 4, got {self.model_dim}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"{owner}: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
             )
 
     @property
@@ -307,18 +292,7 @@ class ViT(nnx.Module):
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.blocks = nnx.List(
             [
-                TransformerBlock(
-                    D,
-                    config.num_heads,
-                    config.mlp_dim,
-                    norm_first=True,
-                    layer_norm_eps=config.layer_norm_eps,
-                    activation=config.activation,
-                    dropout_rate=config.dropout_rate,
-                    attention_dropout_rate=config.attention_dropout_rate,
-                    implementation=config.implementation,
-                    **common,
-                )
+                TransformerBlock.from_config(config, norm_first=True, rngs=rngs)
                 for _ in range(config.num_layers)
             ]
         )

@@ -89,3 +89,15 @@ def test_build_mask_combines_every_argument():
     i, j = np.indices((4, 5))
     want = (j <= i) & (j >= i - 1) & (i < 3) & (j < 2)
     np.testing.assert_array_equal(np.broadcast_to(got, (1, 1, 4, 5))[0, 0], want)
+
+
+def test_key_mask_turns_a_padding_mask_into_a_key_mask():
+    padding = np.array([[1, 1, 0], [1, 0, 0]])
+    got = masks.key_mask("M", padding, (2, 3))
+    assert got.shape == (2, 1, 1, 3) and got.dtype == jnp.bool_
+    np.testing.assert_array_equal(got[:, 0, 0], padding.astype(bool))
+    assert masks.key_mask("M", None, (2, 3)) is None
+    with pytest.raises(ValueError, match=r"M: src_mask must have shape \[B, S\] = \[2, 4\]"):
+        masks.key_mask("M", padding, (2, 4), name="src_mask", letter="S")
+    with pytest.raises(TypeError, match="M: attention_mask must be boolean or 0/1 integers"):
+        masks.key_mask("M", padding.astype(np.float32), (2, 3))

@@ -1,9 +1,12 @@
 """Bad input gets a clear error that names the argument, the expected shape and what was given."""
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from attn.kernels import attention, blockwise_attention, dot_product_attention
+from attn.kernels.validation import check_token_ids
 
 q = jnp.zeros((2, 5, 4, 3))
 k = jnp.zeros((2, 7, 2, 3))
@@ -99,3 +102,35 @@ def test_blockwise_rejects_bad_block_sizes():
 def test_single_head_attention_errors(args, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         attention(*args, **kwargs)
+
+
+def test_check_token_ids():
+    ids = jnp.array([[0, 3, 9]])
+    assert check_token_ids("M", "ids", ids, 10) is not None
+    with pytest.raises(
+        ValueError, match=r"M: ids must lie in \[0, vocab_size=9\), got ids from 0 to 9"
+    ):
+        check_token_ids("M", "ids", ids, 9)
+    with pytest.raises(ValueError, match="from -1 to 3"):
+        check_token_ids("M", "ids", jnp.array([[-1, 3]]), 9)
+    with pytest.raises(ValueError, match=r"integer token ids \[B, S\], got float32"):
+        check_token_ids("M", "src", jnp.zeros((1, 3)), 9, "S")
+    # Under jit the values are unknown: no check, no error.
+    jax.jit(lambda x: check_token_ids("M", "ids", x, 9))(ids)
+
+
+def test_ids_closed_over_inside_jit_are_checked_once_at_trace_time():
+    ids = np.array([[0, 3, 6]])
+
+    @jax.jit
+    def run():
+        return check_token_ids("Model", "ids", ids, vocab_size=7)
+
+    np.testing.assert_array_equal(run(), ids)
+
+    @jax.jit
+    def out_of_range():
+        return check_token_ids("Model", "ids", ids, vocab_size=6)
+
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, vocab_size=6\), got ids from 0"):
+        out_of_range()

@@ -224,18 +224,18 @@ def test_unknown_activation_lists_the_allowed_names():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"model_dim": 0}, "model_dim must be a positive integer, got 0"),
-        ({"mlp_dim": 2.5}, "mlp_dim must be a positive integer, got 2.5"),
-        ({"dropout_rate": 1.5}, r"dropout_rate must lie in \[0, 1\], got 1.5"),
-        ({"dropout_rate": -0.1}, "dropout_rate must lie in"),
+        ({"model_dim": 0}, ValueError, "model_dim must be >= 1, got 0"),
+        ({"mlp_dim": 2.5}, TypeError, "mlp_dim must be an int, got 2.5"),
+        ({"dropout_rate": 1.5}, ValueError, r"dropout_rate must be in \[0, 1\), got 1.5"),
+        ({"dropout_rate": -0.1}, ValueError, "dropout_rate must be in"),
     ],
 )
 @pytest.mark.parametrize("cls", [MLP, GatedMLP])
-def test_bad_constructor_arguments(cls, kwargs, message):
+def test_bad_constructor_arguments(cls, kwargs, error, message):
     args = {"model_dim": D, "mlp_dim": F} | kwargs
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         cls(args.pop("model_dim"), args.pop("mlp_dim"), rngs=_rngs(0), **args)
 
 

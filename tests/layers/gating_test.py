@@ -182,16 +182,16 @@ def test_se_wrong_channels_names_x_the_expected_and_the_given_shape():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"reduction": 0}, "reduction must be a positive integer, got 0"),
-        ({"reduction": 0.5}, "reduction must be a positive integer, got 0.5"),
-        ({"hidden_dim": 0}, "hidden_dim must be a positive integer, got 0"),
-        ({"activation": "tanh"}, "activation must be one of"),
+        ({"reduction": 0}, ValueError, "reduction must be >= 1, got 0"),
+        ({"reduction": 0.5}, TypeError, "reduction must be an int, got 0.5"),
+        ({"hidden_dim": 0}, ValueError, "hidden_dim must be >= 1, got 0"),
+        ({"activation": "tanh"}, ValueError, "activation must be one of"),
     ],
 )
-def test_se_bad_constructor_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_se_bad_constructor_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
         SqueezeExcitation(C, rngs=_rngs(0), **kwargs)
 
 
@@ -238,5 +238,5 @@ def test_glu_errors():
         ValueError, match=r"x must have shape \[\.\.\., D\] = \[\.\.\., 6\], got shape \(2, 7, 4\)"
     ):
         model(np.zeros((B, T, F), np.float32))
-    with pytest.raises(ValueError, match="out_features must be a positive integer"):
+    with pytest.raises(ValueError, match="out_features must be >= 1"):
         GatedLinearUnit(D, 0, rngs=_rngs(0))

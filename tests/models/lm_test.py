@@ -590,3 +590,12 @@ def test_named_variants_and_their_errors():
         TransformerLMConfig.named("gpt2", hidden_size=768)
     with pytest.raises(ValueError, match="dropout_rate"):
         TransformerLMConfig.named("tiny", dropout_rate=2.0)
+
+
+def test_attention_mask_is_checked_for_shape_and_dtype():
+    model = _model()
+    ids = jnp.ones((2, 5), jnp.int32)
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \[B, T\] = \[2, 5\]"):
+        model(ids, jnp.ones((2, 4), bool))
+    with pytest.raises(TypeError, match="attention_mask must be boolean or 0/1 integers"):
+        model(ids, jnp.ones((2, 5), jnp.float32))

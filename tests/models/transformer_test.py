@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attn.kernels.positions import sinusoidal_encoding
 from attn.layers.blocks import TransformerBlock
-from attn.layers.position import sinusoidal_encoding
 from attn.models.transformer import Transformer, TransformerConfig
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
@@ -521,11 +521,11 @@ def test_input_errors():
         model.encode(src, src_mask().astype(jnp.float32))
     with pytest.raises(ValueError, match="init_cache"):
         model.decode(tgt[:, :1], decode=True)
-    with pytest.raises(ValueError, match="exceeds the learned position table"):
+    with pytest.raises(ValueError, match="cache length=9 exceeds max_length=8"):
         model.init_cache(B, 9, encoded)
     with pytest.raises(ValueError, match=r"encoded must have shape \[B, S, D\] = \[3, 7, 24\]"):
         model.init_cache(3, 8, encoded)
-    with pytest.raises(ValueError, match=r"x must be float embeddings \[B, S, D\] with D=24"):
+    with pytest.raises(ValueError, match=r"x must have shape \[B, S, D\] = \[\?, \?, 24\]"):
         model.encode_embeddings(encoded[..., :4])
     model.init_cache(B, T, encoded)
     with pytest.raises(ValueError, match=r"encoded must have shape \[B, S, D\] = \[2, 7, 24\]"):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attn.kernels.positions import sincos_2d_encoding
 from attn.layers.attention import collect_attention_weights
-from attn.layers.position import sincos_2d_encoding
 from attn.models.vit import ViT, ViTConfig, resize_position_embeddings
 
 B, HEIGHT, WIDTH, C, PATCH, D, N, F, CLASSES = 2, 12, 8, 3, 4, 20, 4, 36, 7

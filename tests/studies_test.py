@@ -1,0 +1,88 @@
+"""The lecture's claims as studies: each runs end to end in smoke mode; each verdict can fail."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from experiments.studies import report, s05_scaling, s08_path_length, s13_worked_example
+
+STUDIES = [s05_scaling, s08_path_length, s13_worked_example]
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_smoke_run_writes_the_four_files_with_finite_values(study, tmp_path):
+    verdict = study.run(["--mode", "smoke", "--seeds", "2", "--out", str(tmp_path)])
+    assert verdict == report.REPLICATED  # analytic studies check their real numbers in smoke mode
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    for row in rows:
+        for value in row.values():
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            assert math.isfinite(number), row
+    assert f"**Verdict: {verdict}**" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["mode"] == "smoke" and meta["wall_s"] > 0 and meta["jax"]
+
+
+def test_worked_example_verdict_fails_on_a_wrong_value():
+    rows = s13_worked_example.intermediates() + s13_worked_example.variants()
+    assert s13_worked_example.verdict(rows) == report.REPLICATED
+    rows[0] = rows[0] | {"abs_err": 0.01}  # p_8[0] off by more than the notes' rounding
+    assert s13_worked_example.verdict(rows) == report.NOT_REPLICATED
+    rows = s13_worked_example.intermediates() + s13_worked_example.variants()
+    rows[-1] = rows[-1] | {"prediction": "good"}
+    assert s13_worked_example.verdict(rows) == report.NOT_REPLICATED
+
+
+def test_scaling_numbers_and_verdict():
+    rows = s05_scaling.measure("smoke", 1)
+    by = {(r["d_k"], r["scaled"]): r for r in rows}
+    assert by[(1024, False)]["max_p"] > 0.9 and by[(1024, True)]["max_p"] < 0.25
+    assert s05_scaling.verdict(rows) == report.REPLICATED
+    saturated = [r | {"entropy": 0.5} if r["scaled"] and r["d_k"] == 1024 else r for r in rows]
+    assert s05_scaling.verdict(saturated) == report.NOT_REPLICATED
+
+
+def test_path_length_verdict_fails_when_a_convolution_sees_too_far():
+    rows = [
+        {"part": "reach", "layer": "convolution", "n": 8, "jac_norm": 0.1, "receptive_field": 13},
+        {"part": "reach", "layer": "convolution", "n": 16, "jac_norm": 0.0, "receptive_field": 13},
+        {"part": "reach", "layer": "self_attention", "n": 8, "jac_norm": 0.5},
+        {"part": "reach", "layer": "lstm", "n": 8, "jac_norm": 1e-2},
+        {"part": "reach", "layer": "lstm", "n": 64, "jac_norm": 1e-12},
+        {"part": "depth", "measured_depth": 4, "path_len_formula": 4},
+    ]
+    assert s08_path_length.verdict(rows) == report.REPLICATED
+    rows[1] = rows[1] | {"jac_norm": 1e-9}  # a nonzero reach beyond the receptive field
+    assert s08_path_length.verdict(rows) == report.NOT_REPLICATED
+
+
+def test_paired_difference_and_verdicts():
+    d = report.paired_difference([0.9, 0.95, 0.92], [0.3, 0.2, 0.35])
+    assert d.n == 3 and d.agreeing == 3 and d.low > 0
+    assert math.isclose(d.high - d.mean, 4.302652729911275 * d.sd / math.sqrt(3), rel_tol=1e-9)
+    assert report.verdict_from_difference(d, threshold=0.3) == report.REPLICATED
+    assert report.verdict_from_difference(d, threshold=0.7) == report.INCONCLUSIVE
+    worse = report.paired_difference([0.1, 0.12, 0.11], [0.5, 0.52, 0.49])
+    assert report.verdict_from_difference(worse, threshold=0.1) == report.NOT_REPLICATED
+    mixed = report.paired_difference([0.5, 0.1, 0.4], [0.3, 0.3, 0.3])
+    assert report.verdict_from_difference(mixed, threshold=0.01) == report.INCONCLUSIVE
+    with pytest.raises(ValueError, match="one value per seed"):
+        report.paired_difference([1.0, 2.0], [1.0])
+
+
+def test_bad_arguments_and_values_are_clear_errors(tmp_path):
+    with pytest.raises(SystemExit):
+        report.parse_args("x", ["--seeds", "0", "--out", str(tmp_path)])
+    figure, _ = report.new_figure()
+    with pytest.raises(ValueError, match="not finite"):
+        report.write_outputs(
+            tmp_path, rows=[{"loss": math.nan}], summary="", figure=figure, meta={}
+        )
