@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ from flax import nnx
 
 from attn import decoding
 from attn.data import BOS_ID, EOS_ID, PAD_ID, mask_tokens, shift_right
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.models import (
     Bert,
     BertConfig,
@@ -170,7 +171,7 @@ class Task(abc.ABC):
         (the tokens, or the class token and patches of an image).
         """
         inputs, _, _ = self.inputs_and_labels(batch, jax.random.key(0))
-        _, weights = collect_attention_weights(_LogitsOf(self, model), *inputs)
+        _, weights = collect_intermediates(self.logits, model, inputs, names=("attention_weights",))
         if not weights:
             raise ValueError(
                 f"{type(self).__name__}.attention_maps: the {self.family} model has no attention "
@@ -180,17 +181,6 @@ class Task(abc.ABC):
         if isinstance(chosen, tuple):
             chosen = chosen[-1]
         return jnp.mean(chosen.astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
-
-
-class _LogitsOf(nnx.Module):
-    """A module whose call is `task.logits(model, inputs)`, so attention weights can be captured."""
-
-    def __init__(self, task: Task, model: nnx.Module):
-        self.task = task
-        self.model = model
-
-    def __call__(self, *inputs):
-        return self.task.logits(self.model, inputs, deterministic=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +220,8 @@ class Seq2SeqTask(Task):
           batch: a batch with `inputs` int [B, S].
           max_new_tokens: M, the longest output.
           beam_size: the number of beams; 1 is greedy search.
-          return_weights: also return the attention weights (models with attention only).
+          return_weights: also return the attention over the source behind each token, read
+            by running the model on its output, teacher forced (models with attention only).
 
         Returns:
           (tokens int32 [B, M], pad after EOS; the cross-attention weights float32 [B, M, S]
@@ -244,14 +235,27 @@ class Seq2SeqTask(Task):
             source=src,
             source_mask=src != PAD_ID,
             pad_id=PAD_ID,
-            return_weights=return_weights,
         )
         if beam_size > 1:
-            result = decoding.beam_search(model, prompt, beam_size=beam_size, **options)
+            tokens = decoding.beam_search(model, prompt, beam_size=beam_size, **options).tokens
         else:
-            result = decoding.greedy(model, prompt, **options)
-        tokens, weights = result if return_weights else (result, None)
+            tokens = decoding.greedy(model, prompt, **options)
+        weights = None
+        if return_weights:  # the model rerun on its output, teacher forced
+            weights = _cross_attention(self.family, *nnx.split(model), src, tokens[:, :-1])
         return tokens[:, 1:], weights
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _cross_attention(family: str, graphdef, state, src: Array, tgt_in: Array) -> Array:
+    """The attention over the source [B, T, S] behind the logits of `tgt_in` [B, T]: the RNN
+    alignment, or the last decoder block's cross-attention averaged over heads."""
+    model, src_mask = nnx.merge(graphdef, state), src != PAD_ID
+    _, found = collect_intermediates(model, src, tgt_in, src_mask)
+    if family == "Seq2SeqRNN":
+        return found[("alignment",)]
+    last = [path for path in found if path[-2:] == ("cross_attention", "attention_weights")][-1]
+    return jnp.mean(found[last].astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
 
 
 @dataclasses.dataclass(frozen=True)
