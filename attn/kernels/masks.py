@@ -217,28 +217,15 @@ def attending_queries(
     return attends
 
 
-def zero_queries_without_keys(
-    out: Array,
-    S: int,
-    *,
-    is_causal: bool = False,
-    local_window_size: tuple[int, int] | None = None,
-    query_seq_lengths: ArrayLike | None = None,
-    key_value_seq_lengths: ArrayLike | None = None,
-) -> Array:
-    """out[B, T, N, H] with 0 at every query that may attend to no key (`attending_queries`).
-
-    The fully-masked-row contract of `dot_product_attention`, for kernels that compute such rows
+def zero_queries_without_keys(out: Array, S: int, **structure) -> Array:
+    """out[B, T, N, H] with 0 at every query that may attend to no key among S: the
+    fully-masked-row contract of `dot_product_attention`, for kernels that compute such rows
     anyway (a Pallas kernel divides by a row sum of 0, or spreads the row over masked keys).
+
+    `structure` holds the keyword arguments of `attending_queries` (`is_causal`,
+    `local_window_size`, `query_seq_lengths`, `key_value_seq_lengths`).
     """
-    attends = attending_queries(
-        out.shape[1],
-        S,
-        is_causal=is_causal,
-        local_window_size=local_window_size,
-        query_seq_lengths=query_seq_lengths,
-        key_value_seq_lengths=key_value_seq_lengths,
-    )  # [B or 1, T]
+    attends = attending_queries(out.shape[1], S, **structure)  # [B or 1, T]
     return jnp.where(attends[:, :, None, None], out, jnp.zeros_like(out))
 
 
