@@ -11,16 +11,14 @@ import numpy as np
 from flax import nnx
 
 from attn.models.bert import Bert, BertConfig
-from attn.pretrained.state_dict import StateDict, StateDictReader, assign, read_state_dict
+from attn.pretrained.state_dict import (
+    StateDict,
+    StateDictReader,
+    assign,
+    hf_activation,
+    read_state_dict,
+)
 
-_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
 _CLASSIFIERS = ("classifier", "cls.seq_relationship")  # sequence classification, NSP
 _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
@@ -36,12 +34,7 @@ def bert_config(
     (next-sentence prediction, 2 classes) has rows. `overrides` win over both; a `num_classes`
     override also turns the pooler on unless `use_pooler` is given too.
     """
-    activation = config.get("hidden_act", "gelu")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"load_bert: hidden_act {activation!r} is not supported; expected one of "
-            f"{sorted(_ACTIVATIONS)}"
-        )
+    activation = hf_activation("load_bert", "hidden_act", config.get("hidden_act", "gelu"))
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
         raise ValueError(
@@ -62,7 +55,7 @@ def bert_config(
         "max_length": config["max_position_embeddings"],
         "type_vocab_size": config.get("type_vocab_size", 2),
         "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
-        "activation": _ACTIVATIONS[activation],
+        "activation": activation,
         "dropout_rate": config.get("hidden_dropout_prob", 0.1),
         "attention_dropout_rate": config.get("attention_probs_dropout_prob", 0.1),
         "classifier_dropout_rate": config.get("classifier_dropout"),

@@ -1,4 +1,5 @@
-"""Reading Hugging Face state dicts and writing their arrays into `flax.nnx` parameters."""
+"""Reading Hugging Face state dicts and writing their arrays into `flax.nnx` parameters, and
+translating the activation names of their `config.json`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,29 @@ from flax import nnx
 from attn.extras import require
 
 StateDict = Mapping[str, np.ndarray]
+
+HF_ACTIVATIONS: Mapping[str, str] = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+"""Hugging Face activation names (`hidden_act`, `activation_function`) -> names in
+`attn.layers.feedforward.ACTIVATIONS`."""
+
+
+def hf_activation(
+    owner: str, field: str, name: str, supported: Mapping[str, str] = HF_ACTIVATIONS
+) -> str:
+    """The `ACTIVATIONS` name of the Hugging Face activation `name`, read from config `field`;
+    a ValueError naming `owner` and the supported names otherwise."""
+    if name not in supported:
+        raise ValueError(
+            f"{owner}: {field} {name!r} is not supported; expected one of {sorted(supported)}"
+        )
+    return supported[name]
 
 
 def read_state_dict(source: StateDict | str | os.PathLike) -> dict[str, np.ndarray]:

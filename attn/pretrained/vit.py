@@ -30,16 +30,7 @@ import numpy as np
 from flax import nnx
 
 from attn.models.vit import ViT, ViTConfig
-from attn.pretrained.state_dict import StateDict, StateDictReader, read_state_dict
-
-_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
+from attn.pretrained.state_dict import StateDict, StateDictReader, hf_activation, read_state_dict
 
 V5_NAMES = {
     "layer": "layers.{i}.",
@@ -80,12 +71,7 @@ def vit_config(
     `num_classes` and `representation_size` (the pooler's width) come from the state dict, since
     a `ViTModel`'s config.json lists labels for a head it does not have.
     """
-    activation = config.get("hidden_act", "gelu")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"load_vit: hidden_act {activation!r} is not supported; expected one of "
-            f"{sorted(_ACTIVATIONS)}"
-        )
+    activation = hf_activation("load_vit", "hidden_act", config.get("hidden_act", "gelu"))
     if not config.get("qkv_bias", True):
         raise ValueError("load_vit: qkv_bias=False (no query/key/value biases) is not supported")
     image_size = config.get("image_size", 224)
@@ -108,7 +94,7 @@ def vit_config(
             "position": "learned",
             "representation_size": representation_size,
             "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
-            "activation": _ACTIVATIONS[activation],
+            "activation": activation,
             "dropout_rate": config.get("hidden_dropout_prob", 0.0),
             "attention_dropout_rate": config.get("attention_probs_dropout_prob", 0.0),
             **overrides,
