@@ -155,14 +155,9 @@ class GatedLinearUnit(nnx.Module):
     Args:
       in_features: D, the size of the last axis of the input.
       out_features: F, the size of the output's last axis.
-      use_bias: whether both projections have biases.
       sow_weights: whether each call sows the gates into `nnx.Intermediate` as "gates"; can be
         switched with `nnx.view(model, sow_weights=...)`.
-      dtype: compute dtype; None infers it from the input and parameters.
-      param_dtype: dtype of the parameters (float32 by default).
-      kernel_init: initializer of both kernels (LeCun normal).
-      bias_init: initializer of both biases (zeros).
-      rngs: initialization randomness.
+      use_bias, dtype, param_dtype, kernel_init, bias_init, rngs: as in `SqueezeExcitation`.
 
     Attributes:
       value_proj: `nnx.Linear` D → F, the linear branch W, b.

@@ -279,11 +279,7 @@ class LuongAttention(RNNAttention):
           key_dim: Hk, width of the encoder annotations.
           score: "dot", "general" or "concat".
           attention_dim: A, the hidden width of the "concat" score; default Hq.
-          estimator: None (soft) or a name in `attn.kernels.hard.ESTIMATORS` (hard attention).
-          temperature: τ of the Gumbel estimators.
-          dtype: compute dtype of the score; default: that of the inputs and parameters.
-          param_dtype: parameter dtype.
-          rngs: parameter random stream.
+          estimator, temperature, dtype, param_dtype, rngs: as for `BahdanauAttention`.
         """
         if score not in LUONG_SCORES:
             raise ValueError(
