@@ -337,8 +337,8 @@ for name, knobs in KNOBS.items():
 # noise: the frequencies of many one-token samples follow the distribution drawn above.
 
 # %%
-again = decoding.sample(model, prompt, key=key, max_new_tokens=M, temperature=1.5)
 first = decoding.sample(model, prompt, key=key, max_new_tokens=M, temperature=1.5)
+again = decoding.sample(model, prompt, key=key, max_new_tokens=M, temperature=1.5)
 assert np.array_equal(np.asarray(first), np.asarray(again))
 with jax.default_matmul_precision("highest"):
     top1 = decoding.sample(model, prompt, key=key, max_new_tokens=M, temperature=2.0, top_k=1)

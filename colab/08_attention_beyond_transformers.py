@@ -216,7 +216,8 @@ logits = jnp.array([1.0, 0.5, 2.0, -1.0, 0.0])
 mask = jnp.array([True, True, True, True, False])  # position 4 may not be selected
 reward_per_position = jnp.array([0.0, 0.0, 1.0, 0.0, 0.0])
 key = jax.random.key(7)
-print(f"{'estimator':26} {'needs key':9}  weights{'':28} d<w, r>/ds")
+np.set_printoptions(precision=3, suppress=True, floatmode="fixed")
+print(f"{'estimator':24} {'needs key':9}  {'weights w':36}  d<w, r>/ds")
 table = {}
 for name, estimator in hard.ESTIMATORS.items():
 
@@ -226,10 +227,7 @@ for name, estimator in hard.ESTIMATORS.items():
 
     grad, weights = jax.grad(reward, has_aux=True)(logits)
     table[name] = (weights, grad)
-    print(
-        f"{name:26} {estimator.needs_key!s:9}  {np.array2string(np.asarray(weights), precision=3):34}"
-        f" {np.array2string(np.asarray(grad), precision=3)}"
-    )
+    print(f"{name:24} {estimator.needs_key!s:9}  {np.asarray(weights)!s:36}  {np.asarray(grad)}")
 
 # Exact checks: the one-hot estimators give exact one-hots; those that sample with the same key
 # select the same position, the one `sample_index` draws; masked positions get nothing.
@@ -422,17 +420,16 @@ np.testing.assert_allclose(np.asarray(outputs[:, :length]), np.asarray(short_out
 
 # %%
 n = 2 ** SIZES["layers"]
-print(
-    f"{'n':>6} "
-    + " ".join(f"{kind:>20}" for kind in ("self_attention", "recurrent"))
-    + f"{'conv k=3':>12}{'dilated k=2':>13}"
-)
+KINDS = {
+    "self-attention": ("self_attention", {}),
+    "recurrent": ("recurrent", {}),
+    "convolution k=3": ("convolution", {"kernel_size": 3}),
+    "dilated k=2": ("dilated_convolution", {"kernel_size": 2}),
+}
+print(f"{'n':>6}" + "".join(f"{name:>18}" for name in KINDS))
 for size in (16, 256, 4096):
-    print(
-        f"{size:>6} {max_path_length('self_attention', size):>20} {max_path_length('recurrent', size):>20}"
-        f"{max_path_length('convolution', size, kernel_size=3):>12}"
-        f"{max_path_length('dilated_convolution', size, kernel_size=2):>13}"
-    )
+    lengths = [max_path_length(kind, size, **options) for kind, options in KINDS.values()]
+    print(f"{size:>6}" + "".join(f"{length:>18}" for length in lengths))
 
 
 def dependence(module, length):
@@ -451,8 +448,8 @@ for layers in (needed - 1, needed):
     )
     r = receptive_field(2, [2**l for l in range(layers)])
     assert r == stack.receptive_field == 2**layers
-    t, s_ = np.indices((n, n))
-    band = (s_ <= t) & (s_ > t - r)
+    output_t, input_s = np.indices((n, n))
+    band = (input_s <= output_t) & (input_s > output_t - r)
     found_map = dependence(stack, n)
     assert np.array_equal(found_map, band), layers  # exact: the band, nothing more, nothing less
     maps[f"{layers} dilated conv layers (r = {r})"] = found_map
