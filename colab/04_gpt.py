@@ -272,12 +272,27 @@ assert np.mean(losses[-5:]) < target * math.log(V), (losses[-5:], math.log(V))
 prompt_text = "The with statement"
 prompt = jnp.asarray(encode(prompt_text))[None]  # [1, T0]
 M = SIZES["new"]
+
+
+@nnx.jit
+def forward(model, ids):
+    return model(ids)
+
+
+def greedy_without_cache(model, prompt, new_tokens):
+    """Re-run the whole sequence for every new token. The sequence has its final length from the
+    start (zeros after the prefix), so `forward` compiles once; causal attention keeps position
+    t - 1 blind to the zeros after it."""
+    T0 = prompt.shape[1]
+    ids = jnp.zeros((prompt.shape[0], T0 + new_tokens), prompt.dtype).at[:, :T0].set(prompt)
+    for t in range(T0, T0 + new_tokens):
+        ids = ids.at[:, t].set(jnp.argmax(forward(model, ids)[:, t - 1], axis=-1))
+    return ids
+
+
 with jax.default_matmul_precision("highest"):
     cached = decoding.greedy(model, prompt, max_new_tokens=M)
-    uncached = prompt
-    for _ in range(M):
-        next_id = jnp.argmax(model(uncached)[:, -1], axis=-1).astype(uncached.dtype)
-        uncached = jnp.concatenate([uncached, next_id[:, None]], axis=1)
+    uncached = greedy_without_cache(model, prompt, M)
 print(repr(decode(cached[0])))
 assert cached.shape == (1, prompt.shape[1] + M)
 assert np.array_equal(np.asarray(cached), np.asarray(uncached))  # exact: the same tokens
@@ -386,10 +401,7 @@ if gpt2 is not None:
     ids = jnp.asarray(tokenizer("Attention is all you need because")["input_ids"])[None]
     with jax.default_matmul_precision("highest"):
         continued = decoding.greedy(gpt2, ids, max_new_tokens=20)
-        slow = ids
-        for _ in range(20):
-            next_id = jnp.argmax(gpt2(slow)[:, -1], axis=-1).astype(slow.dtype)
-            slow = jnp.concatenate([slow, next_id[:, None]], axis=1)
+        slow = greedy_without_cache(gpt2, ids, 20)
     print(tokenizer.decode(np.asarray(continued[0])))
     print(
         tokenizer.decode(
