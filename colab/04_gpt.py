@@ -37,8 +37,8 @@
 #
 # | scale | what runs | time |
 # |---|---|---|
-# | `ci` | a 1-layer LM, 60 training steps, 24 generated characters | about 30 s of CPU time (measured) |
-# | `cpu` | a 2-layer LM, 400 steps, 120 characters | about 2 min of CPU time (measured) |
+# | `ci` | a 1-layer LM, 60 training steps, 24 generated characters | about 25 s of CPU time (measured) |
+# | `cpu` | a 2-layer LM, 400 steps, 120 characters | about 1.5 min of CPU time (measured) |
 # | `full` | a 4-layer LM, 2000 steps; GPT-2 (124M) from the Hub when reachable | about 5 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
