@@ -155,11 +155,14 @@ print(f"runtime {RUNTIME}, jax {jax_version} on {BACKEND} {devices}, scale {SCAL
 
 
 # %%
+import io
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
+from IPython.display import Image, display
 
 from attn import viz
 from attn.kernels import hard
@@ -186,10 +189,10 @@ print(SIZES)
 
 
 def show(figure):
-    """Display a figure made by `attn.viz` (they draw off-screen, without pyplot)."""
-    from IPython.display import display
-
-    display(figure)
+    """Display a figure made by `attn.viz` (they draw off-screen, without pyplot) as a PNG."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
