@@ -16,6 +16,7 @@ from attn.pretrained.state_dict import (
     StateDictReader,
     assign,
     hf_activation,
+    read_config,
     read_state_dict,
 )
 
@@ -34,6 +35,18 @@ def bert_config(
     (next-sentence prediction, 2 classes) has rows. `overrides` win over both; a `num_classes`
     override also turns the pooler on unless `use_pooler` is given too.
     """
+    config = read_config(
+        "load_bert",
+        config,
+        (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+        ),
+    )
     activation = hf_activation("load_bert", "hidden_act", config.get("hidden_act", "gelu"))
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
@@ -70,7 +83,7 @@ def bert_config(
 
 def load_bert(
     state_dict: StateDict | str | os.PathLike,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | str | os.PathLike,
     **overrides: Any,
 ) -> Bert:
     """A `Bert` holding the weights of a Hugging Face BERT checkpoint.
@@ -97,12 +110,13 @@ def load_bert(
 
     Args:
       state_dict: name -> array, or the path of a `.safetensors` file.
-      config: the checkpoint's `config.json` as a dict.
+      config: the checkpoint's `config.json` as a dict, or the path of the file.
       **overrides: `BertConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
       The model, ready to call.
     """
+    config = read_config("load_bert", config, ())
     arrays = read_state_dict(state_dict)
     cfg = bert_config(config, arrays, **overrides)
     reader = StateDictReader(arrays, owner="load_bert", prefixes=("bert.", ""))

@@ -15,6 +15,7 @@ from attn.pretrained.state_dict import (
     StateDictReader,
     assign,
     hf_activation,
+    read_config,
     read_state_dict,
 )
 
@@ -24,6 +25,9 @@ _ACTIVATIONS = {name: HF_ACTIVATIONS[name] for name in ("gelu_new", "gelu_pytorc
 
 def gpt2_config(config: Mapping[str, Any], **overrides: Any) -> TransformerLMConfig:
     """The `TransformerLMConfig` of a Hugging Face GPT-2 `config.json`."""
+    config = read_config(
+        "load_gpt2", config, ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")
+    )
     activation = hf_activation(
         "load_gpt2",
         "activation_function",
@@ -58,7 +62,7 @@ def gpt2_config(config: Mapping[str, Any], **overrides: Any) -> TransformerLMCon
 
 def load_gpt2(
     state_dict: StateDict | str | os.PathLike,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | str | os.PathLike,
     **overrides: Any,
 ) -> TransformerLM:
     """A `TransformerLM` holding the weights of a Hugging Face GPT-2 checkpoint.
@@ -69,12 +73,13 @@ def load_gpt2(
 
     Args:
       state_dict: name -> array (`GPT2LMHeadModel` or `GPT2Model` names), or a `.safetensors` path.
-      config: the checkpoint's `config.json` as a dict.
+      config: the checkpoint's `config.json` as a dict, or the path of the file.
       **overrides: `TransformerLMConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
       The model, ready to call.
     """
+    config = read_config("load_gpt2", config, ())
     cfg = gpt2_config(config, **overrides)
     reader = StateDictReader(
         read_state_dict(state_dict), owner="load_gpt2", prefixes=("transformer.", "")

@@ -30,7 +30,13 @@ import numpy as np
 from flax import nnx
 
 from attn.models.vit import ViT, ViTConfig
-from attn.pretrained.state_dict import StateDict, StateDictReader, hf_activation, read_state_dict
+from attn.pretrained.state_dict import (
+    StateDict,
+    StateDictReader,
+    hf_activation,
+    read_config,
+    read_state_dict,
+)
 
 V5_NAMES = {
     "layer": "layers.{i}.",
@@ -71,6 +77,11 @@ def vit_config(
     `num_classes` and `representation_size` (the pooler's width) come from the state dict, since
     a `ViTModel`'s config.json lists labels for a head it does not have.
     """
+    config = read_config(
+        "load_vit",
+        config,
+        ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"),
+    )
     activation = hf_activation("load_vit", "hidden_act", config.get("hidden_act", "gelu"))
     if not config.get("qkv_bias", True):
         raise ValueError("load_vit: qkv_bias=False (no query/key/value biases) is not supported")
@@ -122,7 +133,7 @@ def _block_names(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
 
 def load_vit(
     state_dict: StateDict | str | os.PathLike,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | str | os.PathLike,
     **overrides: Any,
 ) -> ViT:
     """A `ViT` holding the weights of a Hugging Face ViT checkpoint.
@@ -139,7 +150,7 @@ def load_vit(
     Args:
       state_dict: name -> array (transformers 5 or 4 names, with or without the `vit.` prefix),
         or a `.safetensors` path.
-      config: the checkpoint's `config.json` as a dict.
+      config: the checkpoint's `config.json` as a dict, or the path of the file.
       **overrides: `ViTConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
@@ -150,6 +161,7 @@ def load_vit(
       ValueError: a weight has the wrong shape, the state dict holds weights the model has no
         place for, or the config is unsupported (qkv_bias=False, another activation).
     """
+    config = read_config("load_vit", config, ())
     arrays = read_state_dict(state_dict)
     reader = StateDictReader(arrays, owner="load_vit", prefixes=("vit.", ""))
     names = _block_names(arrays)
