@@ -40,13 +40,39 @@ def fail(message: str) -> None:
     os._exit(1)
 
 
+def config_argument(argv: list[str]) -> str | None:
+    """The value of --config (path[:argument]) in `argv`, or None."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def check_config_file(value: str) -> None:
+    """One line for a config file that is missing or has no get_config."""
+    path = value.split(":", 1)[0]
+    if not os.path.isfile(path):
+        fail(f"--config: no file {path!r}; e.g. --config experiments/configs/dates.py")
+    with open(path) as f:
+        if "def get_config" not in f.read():
+            fail(f"--config: {path!r} defines no get_config(arg) function")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
+    value = config_argument(argv)
+    if value is not None:
+        check_config_file(value)
     try:
         rest = FLAGS(argv)
         if FLAGS.config is None:
             raise flags.Error("--config is required, e.g. --config experiments/configs/dates.py")
     except flags.Error as error:
-        fail(error)
+        # A get_config that raised (e.g. an unknown :argument): ml_collections wraps its whole
+        # traceback into the message; its last line is the error itself.
+        last = str(error).strip().splitlines()[-1]
+        fail(f"--config {value}: {last}" if "Traceback" in str(error) else error)
     except (AttributeError, KeyError) as error:  # --config.<name> of a field that does not exist
         name = str(error).strip("\"'")
         fail(f"the config has no field {name!r}; check the spelling of --config.<field> overrides")
