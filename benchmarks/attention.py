@@ -12,6 +12,11 @@ inputs [B, T, N, H], is_causal=True):
   - "blockwise": `attn.kernels.dot_product_attention(..., implementation="blockwise")`, or
     `attn.kernels.blockwise_attention(..., block_q=, block_k=)` when a block size is given
   - "xla": `jax.nn.dot_product_attention(..., implementation="xla")`, the baseline
+  - "torch", only where PyTorch is installed (never a dependency): the peer a CPU user would
+    pick, `torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)` (its fused
+    CPU flash kernel; no attn_mask), torch.set_num_threads(2), inputs [B, N, T, H] copied from
+    the same arrays; forward under `torch.no_grad()`, forward+backward as `(out * cotangent)
+    .sum().backward()`. No compile step and no XLA plan: those cells stay empty.
 
 each as "forward" (jit of the call) and "forward+backward" (jit of jax.grad of
 sum(out · fixed random cotangent) with respect to q, k and v). Columns:
@@ -24,8 +29,11 @@ sum(out · fixed random cotangent) with respect to q, k and v). Columns:
   - GFLOP/s and % of the matmul peak. FLOPs count the causal work only, for every implementation:
     forward = 4·B·N·T·S·H / 2 = 2·B·N·T²·H; forward+backward = 3.5 × forward (the FlashAttention-2
     paper's convention: backward = 2.5 × forward). The matmul peak is measured in the same run:
-    the best GFLOP/s of a jitted float32 [n, n] @ [n, n], n = 2048 and 4096.
-  - xla ms / ms: the speedup over "xla" at the same T and pass.
+    the best GFLOP/s of a jitted float32 [n, n] @ [n, n], n = 2048, sampled before
+    every row and at the end (`measure.PeakMeter`); a figure above 100 % of it is printed as a
+    failed measurement.
+  - xla ms / ms, torch ms / ms: the speedup over "xla" (over "torch", when it ran) at the same
+    T and pass.
 
 A configuration whose estimated time exceeds --max-seconds-per-call is not run
 ("skipped: ~N s estimated"); the estimate is the time of the same implementation and pass at the
@@ -49,20 +57,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
+import time
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from measure import (
     MATMUL_REPEATS,
     MIB,
+    PeakMeter,
     best_ms,
     compile_timed,
     machine_line,
-    matmul_peak_gflops,
-    matmul_peak_line,
     planned_peak_bytes,
     progress,
+    share_of_peak,
     table_line,
     verdict,
     write_report,
@@ -74,7 +85,8 @@ from attn.kernels import blockwise
 B, N, H = 1, 8, 64
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_LENGTHS = (512, 1024)
-IMPLEMENTATIONS = ("reference", "blockwise", "xla")
+IMPLEMENTATIONS = ("reference", "blockwise", "xla", "torch")  # "torch" where it is installed
+TORCH_THREADS = 2
 PASSES = ("forward", "forward+backward")
 BACKWARD_FACTOR = 3.5  # forward+backward FLOPs / forward FLOPs (FlashAttention-2)
 TARGET_T = 4096
@@ -195,17 +207,60 @@ def run_configuration(
     return row
 
 
-def run_all(args: argparse.Namespace) -> list[Row]:
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def run_torch(pass_name: str, T: int, inputs: tuple[jax.Array, ...], args, last) -> Row:
+    """PyTorch's fused SDPA on the same inputs (the optional "torch" column)."""
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    # [B, T, N, H] -> [B, N, T, H], torch's layout
+    q, k, v, *cotangent = (
+        torch.from_numpy(np.asarray(x).transpose(0, 2, 1, 3).copy()) for x in inputs
+    )
+    row = Row("torch", pass_name, T, 0.0, 0)
+    estimate = estimated_seconds(last, T)
+    if estimate is not None and estimate > args.max_seconds_per_call:
+        row.skipped = f"skipped: ~{estimate:,.1f} s estimated"
+        return row
+
+    def call():
+        if pass_name == "forward":
+            with torch.no_grad():
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        leaves = [x.detach().requires_grad_() for x in (q, k, v)]
+        out = torch.nn.functional.scaled_dot_product_attention(*leaves, is_causal=True)
+        (out * cotangent[0]).sum().backward()
+        return out
+
+    call()  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    row.ms = 1e3 * min(times)
+    return row
+
+
+def run_all(args: argparse.Namespace, meter: PeakMeter) -> list[Row]:
+    implementations = [i for i in IMPLEMENTATIONS if i != "torch" or torch_available()]
     rows = []
     last_measured: dict[tuple[str, str], tuple[int, float]] = {}
     for T in sorted(args.lengths):
         inputs = make_inputs(T)
         for pass_name in PASSES:
-            for implementation in IMPLEMENTATIONS:
+            for implementation in implementations:
                 config = (implementation, pass_name)
-                row = run_configuration(
-                    implementation, pass_name, T, inputs[pass_name], args, last_measured.get(config)
+                meter.sample()  # the peak, interleaved with the timed rows
+                run = (
+                    run_torch
+                    if implementation == "torch"
+                    else functools.partial(run_configuration, implementation)
                 )
+                row = run(pass_name, T, inputs[pass_name], args, last_measured.get(config))
                 if row.ms is not None:
                     last_measured[config] = (T, row.ms / 1e3)
                 result = row.skipped or f"{row.ms:.1f} ms"
@@ -221,18 +276,27 @@ def find(rows: list[Row], implementation: str, pass_name: str, T: int) -> Row | 
     return None
 
 
-def speedup_over_xla(rows: list[Row], row: Row) -> float | None:
-    xla = find(rows, "xla", row.pass_name, row.T)
-    if row.ms is None or xla is None or xla.ms is None:
+def speedup_over(rows: list[Row], row: Row, baseline: str) -> float | None:
+    other = find(rows, baseline, row.pass_name, row.T)
+    if row.ms is None or other is None or other.ms is None:
         return None
-    return xla.ms / row.ms
+    return other.ms / row.ms
+
+
+def speedup_over_xla(rows: list[Row], row: Row) -> float | None:
+    return speedup_over(rows, row, "xla")
 
 
 def row_cells(rows: list[Row], row: Row, peak_gflops: float) -> list[str]:
     head = [row.implementation, row.pass_name, str(row.T)]
     compile_and_memory = [f"{row.compile_s:.2f}", f"{row.peak_bytes / MIB:,.1f}"]
+    if row.implementation == "torch":
+        compile_and_memory = ["", ""]
+    with_torch = any(r.implementation == "torch" for r in rows)
+    torch_speedup = speedup_over(rows, row, "torch") if with_torch else None
+    torch_cell = [f"{torch_speedup:.2f}x" if torch_speedup else ""] if with_torch else []
     if row.ms is None:
-        return [*head, str(row.skipped), *compile_and_memory, "", "", ""]
+        return [*head, str(row.skipped), *compile_and_memory, "", "", "", *torch_cell]
     gflops = attention_flops(row.T, row.pass_name) / (1e6 * row.ms)
     speedup = speedup_over_xla(rows, row)
     return [
@@ -240,8 +304,9 @@ def row_cells(rows: list[Row], row: Row, peak_gflops: float) -> list[str]:
         f"{row.ms:,.1f}",
         *compile_and_memory,
         f"{gflops:.1f}",
-        f"{100 * gflops / peak_gflops:.0f}%",
+        share_of_peak(gflops, peak_gflops),
         "" if speedup is None else f"{speedup:.2f}x",
+        *torch_cell,
     ]
 
 
@@ -258,6 +323,9 @@ def table(rows: list[Row], peak_gflops: float) -> list[str]:
         "xla ms / ms",
     ]
     align = ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]
+    if any(r.implementation == "torch" for r in rows):
+        header.append("torch ms / ms")
+        align.append("---:")
     ordered = sorted(
         rows,
         key=lambda r: (PASSES.index(r.pass_name), r.T, IMPLEMENTATIONS.index(r.implementation)),
@@ -282,8 +350,9 @@ def peak_fraction_target(rows: list[Row], peak_gflops: float, fraction: float) -
     if row is None or row.ms is None:
         ok, measured = None, "not measured"
     else:
-        achieved = attention_flops(TARGET_T, "forward") / (1e6 * row.ms) / peak_gflops
-        ok, measured = achieved >= fraction, f"{100 * achieved:.0f}%"
+        gflops = attention_flops(TARGET_T, "forward") / (1e6 * row.ms)
+        measured = share_of_peak(gflops, peak_gflops)
+        ok = None if gflops > peak_gflops else gflops >= fraction * peak_gflops
     return (
         f"- {verdict(ok)} blockwise forward at T={TARGET_T} at least {100 * fraction:.0f}% of "
         f"the matmul peak: {measured}"
@@ -349,21 +418,19 @@ def blockwise_blocks(args: argparse.Namespace) -> tuple[int, int]:
     )
 
 
-def header(
-    args: argparse.Namespace, peak_gflops: float, by_size: dict[int, float], block_gflops: float
-) -> list[str]:
+def header(args: argparse.Namespace, meter: PeakMeter, block_gflops: float) -> list[str]:
     block_q, block_k = blockwise_blocks(args)
     return [
         "# Causal self-attention benchmark",
         "",
         f"- Machine: {machine_line()}",
         f"- Shapes: B={B}, N={N}, H={H}, float32, is_causal=True, T = S, inputs [B, T, N, H]",
-        matmul_peak_line(peak_gflops, by_size),
+        meter.line(),
         "- FLOPs: forward = 2·B·N·T²·H (causal: half of 4·B·N·T·S·H); forward+backward = "
         f"{BACKWARD_FACTOR} x forward (FlashAttention-2 convention: backward = 2.5 x forward)",
         f"- blockwise: block_q={block_q}, block_k={block_k}; its per-block score product alone "
         f"([{N}, {block_q}, {H}] x [{N}, {H}, {block_k}]) runs at {block_gflops:.1f} GFLOP/s "
-        f"({block_gflops / peak_gflops:.0%} of the matmul peak)",
+        f"({share_of_peak(block_gflops, meter.best)} of the matmul peak)",
         f"- ms: best of {args.repeats} after one untimed warm-up call; compile s: trace + "
         "compile; peak: temp + argument + output of the compiled executable's memory analysis",
         f"- Skipped: planned peak > {args.memory_limit_gb:g} GiB, or estimated time > "
@@ -374,11 +441,13 @@ def header(
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    peak_gflops, by_size = matmul_peak_gflops()
+    meter = PeakMeter()
     block_gflops = block_product_gflops(*blockwise_blocks(args))
-    rows = run_all(args)
+    rows = run_all(args, meter)
+    peak_gflops = meter.sample()
+    progress(f"matmul peak: {peak_gflops:.1f} GFLOP/s, best of {meter.samples} samples")
     report = [
-        *header(args, peak_gflops, by_size, block_gflops),
+        *header(args, meter, block_gflops),
         *table(rows, peak_gflops),
         "",
         *targets(rows, peak_gflops, args.memory_limit_gb),

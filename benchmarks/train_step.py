@@ -37,7 +37,12 @@ Columns:
     token, halved for the causal triangle). The same figure for both models, whatever they
     compute internally.
   - MFU: (GFLOP/step / s/step) / the float32 matmul peak, measured in the same run as the best
-    GFLOP/s of a jitted [n, n] @ [n, n], n = 2048 and 4096.
+    GFLOP/s of a jitted [n, n] @ [n, n], n = 2048, sampled before every row and at the
+    end (`measure.PeakMeter`). An MFU above 100 % means the peak was under-measured: it is
+    printed as a failed measurement, never as a result.
+  - XLA GFLOP/step: XLA's own FLOP count of the compiled step (`cost_analysis()`), a check of
+    the model FLOPs (it counts what is computed: the full attention matrix for flax, the
+    visited blocks for attn, and the optimizer).
   - peak MiB (XLA plan): temp + argument + output bytes of the compiled step's
     `memory_analysis()`; deterministic. Donated buffers appear both as arguments and outputs.
   - loss: the loss of the warm-up step (at initialisation) and of the last timed step, on the
@@ -70,12 +75,12 @@ import optax
 from flax import nnx
 from measure import (
     MIB,
+    PeakMeter,
     compile_timed,
     machine_line,
-    matmul_peak_gflops,
-    matmul_peak_line,
     planned_peak_bytes,
     progress,
+    share_of_peak,
     table_line,
     verdict,
     write_report,
@@ -176,6 +181,7 @@ class Row:
     ms: float
     first_loss: float
     last_loss: float
+    xla_flops: float | None  # XLA's own count for the compiled step, a check of the model FLOPs
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -259,14 +265,35 @@ def run_configuration(name: str, T: int, B: int, repeats: int) -> Row:
         losses.append(float(loss))
     ms = 1e3 * min(times)
     progress(f"{name:5s} T={T:5d} B={B}: {ms:,.0f} ms/step, loss {losses[0]:.3f}→{losses[-1]:.3f}")
-    return Row(name, T, B, total, non_embedding, compile_s, peak, ms, losses[0], losses[-1])
+    return Row(
+        name,
+        T,
+        B,
+        total,
+        non_embedding,
+        compile_s,
+        peak,
+        ms,
+        losses[0],
+        losses[-1],
+        xla_flops(compiled),
+    )
 
 
-def run_all(args: argparse.Namespace) -> list[Row]:
+def xla_flops(compiled: jax.stages.Compiled) -> float | None:
+    """XLA's FLOP count of the compiled step (its cost analysis), where the backend gives one."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):  # older jax: one dict per computation
+        analysis = analysis[0] if analysis else None
+    return None if not analysis or "flops" not in analysis else float(analysis["flops"])
+
+
+def run_all(args: argparse.Namespace, meter: PeakMeter) -> list[Row]:
     rows = []
     for T in sorted(args.lengths):
         B = args.tokens // T
         for name in MODELS:
+            meter.sample()  # the peak, interleaved with the timed steps
             rows.append(run_configuration(name, T, B, args.repeats))
     return rows
 
@@ -301,7 +328,8 @@ def row_cells(rows: list[Row], row: Row, peak_gflops: float) -> list[str]:
         f"{row.B * row.T / (row.ms / 1e3):,.0f}",
         f"{flops / 1e9:,.1f}",
         f"{achieved_gflops:.1f}",
-        f"{100 * achieved_gflops / peak_gflops:.0f}%",
+        share_of_peak(achieved_gflops, peak_gflops),
+        "" if row.xla_flops is None else f"{row.xla_flops / 1e9:,.1f}",
         f"{row.peak_bytes / MIB:,.0f}",
         f"{row.first_loss:.3f} → {row.last_loss:.3f}",
         "" if ratio is None else f"{ratio:.2f}x",
@@ -320,12 +348,13 @@ def table(rows: list[Row], peak_gflops: float) -> list[str]:
         "GFLOP/step",
         "GFLOP/s",
         "MFU",
+        "XLA GFLOP/step",
         "peak MiB (XLA plan)",
         "loss",
         "flax ms / ms",
     ]
     align = ["---", "---:", "---:", "---:", "---:", "---:", "---:"]
-    align += ["---:", "---:", "---:", "---:", "---", "---:"]
+    align += ["---:", "---:", "---:", "---:", "---:", "---", "---:"]
     ordered = sorted(rows, key=lambda r: (r.T, MODELS.index(r.model)))
     body = [table_line(row_cells(rows, row, peak_gflops)) for row in ordered]
     return [table_line(header), table_line(align), *body]
@@ -359,7 +388,7 @@ def targets(rows: list[Row]) -> list[str]:
     return ["## Targets", "", *parameter_check(rows), *speed]
 
 
-def header(args: argparse.Namespace, peak_gflops: float, by_size: dict[int, float]) -> list[str]:
+def header(args: argparse.Namespace, meter: PeakMeter) -> list[str]:
     return [
         "# Language-model training step benchmark",
         "",
@@ -371,7 +400,7 @@ def header(args: argparse.Namespace, peak_gflops: float, by_size: dict[int, floa
         f"state donated; {args.tokens} tokens per step (B = {args.tokens} / T), random ids",
         "- attn: attn.models.TransformerLM (blockwise attention on the CPU); flax (baseline): the "
         "same stack from nnx.MultiHeadAttention with nnx.make_causal_mask",
-        matmul_peak_line(peak_gflops, by_size),
+        meter.line(),
         "- Model FLOPs (PaLM convention, causal attention counted as half): "
         "6·(N + V·D)·B·T + 6·L·D·T·B·T, N = non-embedding parameters; MFU = model FLOP/s / "
         "matmul peak",
@@ -384,9 +413,10 @@ def header(args: argparse.Namespace, peak_gflops: float, by_size: dict[int, floa
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    peak_gflops, by_size = matmul_peak_gflops()
-    rows = run_all(args)
-    report = [*header(args, peak_gflops, by_size), *table(rows, peak_gflops), "", *targets(rows)]
+    meter = PeakMeter()
+    rows = run_all(args, meter)
+    peak_gflops = meter.sample()
+    report = [*header(args, meter), *table(rows, peak_gflops), "", *targets(rows)]
     write_report(report, args.output)
 
 

@@ -22,7 +22,7 @@ from flax import nnx
 from sklearn.datasets import load_digits
 
 from attn import viz
-from attn.layers import collect_attention_weights
+from attn.layers import collect_intermediates
 from attn.models import ViT, ViTConfig
 
 DOCS = pathlib.Path(__file__).resolve().parent
@@ -63,7 +63,8 @@ def train(images: np.ndarray, labels: np.ndarray) -> ViT:
 def main() -> None:
     images, labels = digits()
     model = train(images[TEST:], labels[TEST:])
-    logits, weights = collect_attention_weights(model, jnp.asarray(images[:TEST]))
+    logits, found = collect_intermediates(model, jnp.asarray(images[:TEST]))
+    weights = {path[:-1]: w for path, w in found.items()}  # {("blocks", l, "self_attention"): w}
     accuracy = float(np.mean(np.argmax(logits, -1) == labels[:TEST]))
     print(f"test accuracy on {TEST} held-out digits: {accuracy:.3f}")
 

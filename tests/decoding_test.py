@@ -24,7 +24,7 @@ import pytest
 from flax import nnx
 
 from attn import decoding
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.layers.position import LearnedPositions
 from attn.models import Transformer, TransformerConfig, TransformerLM, TransformerLMConfig
 from attn.models.seq2seq_rnn import Seq2SeqRNN, Seq2SeqRNNConfig
@@ -200,7 +200,8 @@ def _logits(model, *args) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnums=2)
 def _jit_weights(graphdef, params, path, *args):
-    return collect_attention_weights(nnx.merge(graphdef, params), *args)[1][path]
+    _, found = collect_intermediates(nnx.merge(graphdef, params), *args)
+    return found[(*path, "attention_weights")]
 
 
 def _weights(model, path, *args) -> np.ndarray:
@@ -656,7 +657,8 @@ def test_a_hand_written_decoder_follows_its_table():
 @functools.partial(jax.jit, static_argnums=0)
 def _rnn_forward(graphdef, params, source, tgt_in, source_mask):
     model = nnx.merge(graphdef, params)
-    return model(source, tgt_in, source_mask, return_weights=True)
+    logits, found = collect_intermediates(model, source, tgt_in, source_mask)
+    return logits, found[("alignment",)]
 
 
 def test_seq2seq_rnn_decodes_through_its_recurrent_state():
@@ -674,18 +676,16 @@ def test_seq2seq_rnn_decodes_through_its_recurrent_state():
     bos = jnp.ones((B, 1), jnp.int32)
     inputs = dict(source=source, source_mask=source_mask, max_new_tokens=M)
     tokens, weights = decoding.greedy(model, bos, return_weights=True, **inputs)
-    forced = _rnn_forward(*nnx.split(model), source, tokens[:, :-1], source_mask)
-    np.testing.assert_array_equal(tokens[:, 1:], np.argmax(forced.logits, axis=-1))
+    logits, alignment = _rnn_forward(*nnx.split(model), source, tokens[:, :-1], source_mask)
+    np.testing.assert_array_equal(tokens[:, 1:], np.argmax(logits, axis=-1))
     assert weights.shape == (B, M, S)
-    np.testing.assert_allclose(weights, forced.weights, atol=1e-5)  # the alignment, to plot
+    np.testing.assert_allclose(weights, alignment, atol=1e-5)  # the alignment, to plot
     # Beam search follows the beams through `Seq2SeqRNN.reorder`: the n-best log-probabilities
     # are those of the teacher-forced model on the hypotheses.
     result = decoding.beam_search(model, bos, beam_size=3, return_n_best=True, **inputs)
     sequences = np.asarray(result.sequences).reshape(B * 3, 1 + M)
     rows = np.repeat(np.arange(B), 3)
-    logits = _rnn_forward(
-        *nnx.split(model), source[rows], sequences[:, :-1], source_mask[rows]
-    ).logits
+    logits, _ = _rnn_forward(*nnx.split(model), source[rows], sequences[:, :-1], source_mask[rows])
     token_log_probs = np.take_along_axis(
         jax.nn.log_softmax(logits, axis=-1), sequences[:, 1:, None], axis=-1
     )[..., 0]

@@ -32,5 +32,6 @@ def test_readme_decoding_example_runs():
 def test_readme_rnn_example_runs():
     namespace = run_example("## RNN encoder-decoders")
     assert namespace["logits"].shape == (2, 4, 100)
-    assert namespace["out"].weights.shape == (2, 4, 5)
+    assert namespace["found"][("alignment",)].shape == (2, 4, 5)
+    assert namespace["found"][("gates",)]["forget"].shape == (2, 4, 64)
     assert namespace["best"].shape == (2, 11)

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
 from attn import viz
-from attn.layers import SqueezeExcitation, collect_attention_weights
+from attn.layers import SqueezeExcitation, collect_intermediates
 from attn.models import (
     Seq2SeqRNN,
     Seq2SeqRNNConfig,
@@ -59,14 +59,19 @@ def _tick_texts(labels) -> list[str]:
 # ---------------------------------------------------------------------------- models' outputs
 
 
+def _attention_weights(model, *inputs):
+    """{layer path: weights [B, N, T, S]}: the collected paths without their NAME."""
+    _, found = collect_intermediates(model, *inputs, names=("attention_weights",))
+    return {path[:-1]: weights for path, weights in found.items()}
+
+
 @pytest.fixture(scope="module")
 def vit_weights():
     """(images, config, {path: weights [B, N, 1 + P, 1 + P]}) of a small ViT."""
     config = ViTConfig.named("digits", num_layers=3, num_heads=N, model_dim=24, mlp_dim=32)
     model = ViT(config, rngs=_rngs(0))
     images = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
-    _, weights = collect_attention_weights(model, images)
-    return images, config, weights
+    return images, config, _attention_weights(model, images)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +90,7 @@ def transformer_weights():
     model = Transformer(config, rngs=_rngs(1))
     src = jnp.arange(2 * S).reshape(2, S) % 11
     tgt = jnp.arange(2 * T).reshape(2, T) % 11
-    _, weights = collect_attention_weights(model, src, tgt)
-    return weights
+    return _attention_weights(model, src, tgt)
 
 
 # ---------------------------------------------------------------------------- plot_attention
@@ -251,19 +255,21 @@ def test_plot_alignment_and_gates_of_a_seq2seq_rnn(tmp_path):
     lengths = np.array([S, 4])
     src_mask = np.arange(S)[None] < lengths[:, None]  # [B, S]: the second source is padded
     tgt_in = jnp.arange(2 * T).reshape(2, T) % 13
-    out = model(src, tgt_in, src_mask, return_weights=True, return_gates=True)
+    _, found = collect_intermediates(model, src, tgt_in, src_mask)
+    alignment, gates = found[("alignment",)], found[("gates",)]
+    top_encoder_gates = found[("encoder", "cells", 0, "gates")]  # one layer, one direction
     source = [f"s{s}" for s in range(lengths[1])]
     target = [f"t{t}" for t in range(T)]
-    alignment = np.asarray(out.weights[1, :, : lengths[1]])  # [T, S] without the padding
+    alignment = np.asarray(alignment[1, :, : lengths[1]])  # [T, S] without the padding
     path = tmp_path / "rnn_alignment.png"
     figure = viz.plot_alignment(alignment, source, target, path=path)
     _check_png(path, figure)
     np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), alignment)
 
-    decoder = viz.plot_gates({name: g[1] for name, g in out.gates.items()}, tokens=target)
+    decoder = viz.plot_gates({name: g[1] for name, g in gates.items()}, tokens=target)
     assert [ax.get_ylabel().split()[0] for ax in decoder.axes[:3]] == ["input", "forget", "output"]
-    np.testing.assert_array_equal(decoder.axes[1].images[0].get_array(), out.gates["forget"][1].T)
-    encoder_gates = {name: g[1] for name, g in out.encoder_gates.items()}  # [S, H], 0 at padding
+    np.testing.assert_array_equal(decoder.axes[1].images[0].get_array(), gates["forget"][1].T)
+    encoder_gates = {name: g[1] for name, g in top_encoder_gates.items()}  # [S, H], 0 at padding
     encoder = viz.plot_gates(encoder_gates, mask=src_mask[1])
     shown = encoder.axes[0].images[0].get_array()
     np.testing.assert_array_equal(shown.data, encoder_gates["input"].T)
@@ -434,9 +440,10 @@ def test_plot_channel_weights_of_captured_squeeze_excitation(tmp_path):
     path = tmp_path / "se.png"
     figure = viz.plot_channel_weights(captured, row_labels=["cat", "dog", "car"], path=path)
     _check_png(path, figure)
-    h, first = model.first(x, return_weights=True)
-    h, block0 = model.blocks[0](h, return_weights=True)
-    _, block1 = model.blocks[1](h, return_weights=True)
+    _, found = collect_intermediates(model, x)
+    first, block0, block1 = (
+        found[(*path, "channel_weights")] for path in (("first",), ("blocks", 0), ("blocks", 1))
+    )
     expected = {"first": first, "blocks/0": block0, "blocks/1": block1}  # by layer index
     assert [ax.get_title() for ax in figure.axes[:3]] == list(expected)
     for ax, weights in zip(figure.axes, expected.values(), strict=False):

@@ -2,7 +2,7 @@
 the memory-efficient blockwise kernel, hard attention and positional encodings. No Flax, no owned
 parameters."""
 
-from attn.kernels import blockwise, estimators, hard, masks, positions, scores
+from attn.kernels import blockwise, hard, hard_training, masks, positions, scores
 from attn.kernels.attention import attention, masked_softmax
 from attn.kernels.blockwise import blockwise_attention
 from attn.kernels.masks import causal_mask, combine_masks, padding_mask, window_mask
@@ -17,8 +17,8 @@ __all__ = [
     "causal_mask",
     "combine_masks",
     "dot_product_attention",
-    "estimators",
     "hard",
+    "hard_training",
     "masked_softmax",
     "masks",
     "padding_mask",

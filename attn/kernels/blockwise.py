@@ -31,7 +31,7 @@ from jax import lax
 from attn.kernels import masks as masks_lib
 from attn.kernels.attention import mask_value
 from attn.kernels.scores import accumulation_dtype
-from attn.kernels.validation import check_multihead
+from attn.kernels.validation import multihead_inputs
 from attn.typing import Array, ArrayLike
 
 DEFAULT_BLOCK_Q = 256
@@ -91,7 +91,7 @@ def blockwise_attention(
     full-size `bias` or `mask` the caller already holds, and the gradient of such a bias).
 
     Args:
-      query: [B, T, N, H].
+      query: [B, T, N, H], or unbatched [T, N, H] (then key and value are too).
       key: [B, S, K, H], K divides N.
       value: [B, S, K, Hv].
       bias: float, broadcastable to [B, N, T, S]; differentiable.
@@ -105,17 +105,13 @@ def blockwise_attention(
       block_k: keys per block (clipped to S).
 
     Returns:
-      out[B, T, N, Hv] in the dtype of `query`.
+      out[B, T, N, Hv] (or [T, N, Hv]) in the dtype of `query`.
 
     The gradient is a custom VJP: reverse mode (any order) works, forward mode (`jax.jvp`,
     `jax.jacfwd`) does not; use implementation="reference" for those.
     """
-    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
-    query_seq_lengths, key_value_seq_lengths = (
-        None if lengths is None else jnp.asarray(lengths)
-        for lengths in (query_seq_lengths, key_value_seq_lengths)
-    )
-    check_multihead(
+    inputs = multihead_inputs(
+        "blockwise_attention",
         query,
         key,
         value,
@@ -129,6 +125,33 @@ def blockwise_attention(
         isinstance(block_q, int) and isinstance(block_k, int) and block_q >= 1 and block_k >= 1
     ):
         raise ValueError(f"block_q and block_k must be ints >= 1, got {block_q!r} and {block_k!r}")
+    out = _blockwise(
+        *inputs[:7],
+        scale=scale,
+        is_causal=is_causal,
+        local_window_size=local_window_size,
+        block_q=block_q,
+        block_k=block_k,
+    )
+    return out if inputs.batched else out[0]
+
+
+def _blockwise(
+    query: Array,
+    key: Array,
+    value: Array,
+    bias: Array | None,
+    mask: Array | None,
+    query_seq_lengths: Array | None,
+    key_value_seq_lengths: Array | None,
+    *,
+    scale: float | None,
+    is_causal: bool,
+    local_window_size: int | tuple[int, int] | None,
+    block_q: int = DEFAULT_BLOCK_Q,
+    block_k: int = DEFAULT_BLOCK_K,
+) -> Array:
+    """`blockwise_attention` on checked, batched arrays (see `validation.multihead_inputs`)."""
     B, T, N, H = query.shape
     S, K = key.shape[1], key.shape[2]
     G = N // K
@@ -162,15 +185,16 @@ def blockwise_attention(
     # [B, S, K, H] -> [B, K, S_pad, H]
     k = _pad_axis(key.transpose(0, 2, 1, 3), 2, S_pad)
     v = _pad_axis(value.transpose(0, 2, 1, 3), 2, S_pad)
-    bias5 = None if bias is None else _grouped(jnp.asarray(bias), B, N, K, T_pad, S_pad, 0.0)
-    mask5 = None if mask is None else _grouped(jnp.asarray(mask), B, N, K, T_pad, S_pad, False)
+    # bias and mask grouped like q: broadcastable [B, N, T, S] -> [Bx, Kx, Gx, T_pad, S_pad]
+    bias_grouped = None if bias is None else _grouped(bias, B, N, K, T_pad, S_pad, 0.0)
+    mask_grouped = None if mask is None else _grouped(mask, B, N, K, T_pad, S_pad, False)
     q_lengths = None if query_seq_lengths is None else jnp.asarray(query_seq_lengths, jnp.int32)
     kv_lengths = (
         None if key_value_seq_lengths is None else jnp.asarray(key_value_seq_lengths, jnp.int32)
     )
-    visible = _visible_blocks(plan, mask5, q_lengths, kv_lengths)
+    visible = _visible_blocks(plan, mask_grouped, q_lengths, kv_lengths)
 
-    out = _flash_compiled(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)
+    out = _flash_compiled(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, plan)
     # [B, K, G, T_pad, Hv] -> [B, T, N, Hv]
     out = out[:, :, :, :T].transpose(0, 3, 1, 2, 4).reshape(B, T, N, value.shape[-1])
     return out.astype(query.dtype)
@@ -238,7 +262,7 @@ def _grouped(x: Array, B: int, N: int, K: int, T_pad: int, S_pad: int, pad_value
     return x
 
 
-def _visible_blocks(plan: _Plan, mask5, q_lengths, kv_lengths) -> Array:
+def _visible_blocks(plan: _Plan, mask_grouped, q_lengths, kv_lengths) -> Array:
     """bool[num_q_blocks, num_k_blocks]: pairs holding at least one attendable (query, key)."""
     visible = jnp.asarray(
         block_schedule(
@@ -255,9 +279,9 @@ def _visible_blocks(plan: _Plan, mask5, q_lengths, kv_lengths) -> Array:
         visible &= (jnp.arange(nq) * bq < jnp.max(q_lengths))[:, None]
     if kv_lengths is not None:
         visible &= (jnp.arange(nk) * bk < jnp.max(kv_lengths))[None, :]
-    if mask5 is not None:
-        Tx, Sx = mask5.shape[3], mask5.shape[4]
-        any_mask = jnp.any(mask5, axis=(0, 1, 2))  # [Tx, Sx]
+    if mask_grouped is not None:
+        Tx, Sx = mask_grouped.shape[3], mask_grouped.shape[4]
+        any_mask = jnp.any(mask_grouped, axis=(0, 1, 2))  # [Tx, Sx]
         if Tx != 1:
             any_mask = any_mask.reshape(nq, bq, Sx).any(axis=1)  # [T_pad, Sx] -> [nq, Sx]
         if Sx != 1:
@@ -275,7 +299,7 @@ def _block(x, i, j, plan: _Plan):
     return x
 
 
-def _element_mask(i, j, mask5, q_lengths, kv_lengths, plan: _Plan):
+def _element_mask(i, j, mask_grouped, q_lengths, kv_lengths, plan: _Plan):
     """bool broadcastable to [B, K, G, bq, bk] for block (i, j), or None if nothing is masked."""
     if not plan.needs_element_mask:
         return None
@@ -293,23 +317,23 @@ def _element_mask(i, j, mask5, q_lengths, kv_lengths, plan: _Plan):
         allowed = allowed & (q_pos[None, :, None] < q_lengths[:, None, None])[:, None, None]
     if kv_lengths is not None:
         allowed = allowed & (k_pos[None, None, :] < kv_lengths[:, None, None])[:, None, None]
-    if mask5 is not None:
-        allowed = allowed & _block(mask5, i, j, plan)
+    if mask_grouped is not None:
+        allowed = allowed & _block(mask_grouped, i, j, plan)
     return allowed
 
 
-def _logits(q_i, k_j, bias5, i, j, plan: _Plan):
+def _logits(q_i, k_j, bias_grouped, i, j, plan: _Plan):
     """scale · q_i k_jᵀ (+ bias) in the compute dtype: [B, K, G, bq, bk]."""
     dtype = plan.compute_dtype
     s = jnp.einsum("BKGqH,BKkH->BKGqk", q_i, k_j, preferred_element_type=dtype)
     s = s * plan.scale
-    if bias5 is not None:
-        s = s + _block(bias5, i, j, plan).astype(dtype)
+    if bias_grouped is not None:
+        s = s + _block(bias_grouped, i, j, plan).astype(dtype)
         s = jnp.maximum(s, mask_value(dtype))  # an additive -inf bias stays finite
     return s
 
 
-def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan):
+def _forward(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, plan: _Plan):
     """Returns out[B, K, G, T_pad, Hv] and the log-sum-exp L[B, K, G, T_pad], compute dtype."""
     B, K, G = q.shape[:3]
     Hv = v.shape[-1]
@@ -324,8 +348,8 @@ def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan)
             m, l, acc = state
             k_j = lax.dynamic_slice_in_dim(k, j * bk, bk, axis=2)  # [B, K, bk, H]
             v_j = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
-            s = _logits(q_i, k_j, bias5, i, j, plan)
-            allowed = _element_mask(i, j, mask5, q_lengths, kv_lengths, plan)
+            s = _logits(q_i, k_j, bias_grouped, i, j, plan)
+            allowed = _element_mask(i, j, mask_grouped, q_lengths, kv_lengths, plan)
             if allowed is not None:
                 s = jnp.where(allowed, s, floor)
             m_new = jnp.maximum(m, jnp.max(s, axis=-1))
@@ -362,22 +386,22 @@ def _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan: _Plan)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
-def _flash(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan):
-    return _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)[0]
+def _flash(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, plan):
+    return _forward(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, plan)[0]
 
 
-def _flash_forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan):
-    out, lse = _forward(q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, plan)
-    return out, (q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, out, lse)
+def _flash_forward(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, plan):
+    out, lse = _forward(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, plan)
+    return out, (q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, out, lse)
 
 
 def _flash_backward(plan: _Plan, residuals, d_out):
-    q, k, v, bias5, mask5, q_lengths, kv_lengths, visible, out, lse = residuals
+    q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible, out, lse = residuals
     bq, bk = plan.block_q, plan.block_k
     dtype = plan.compute_dtype
     d_out = d_out.astype(dtype)
     delta = jnp.sum(d_out * out, axis=-1)  # rowsum(dO ⊙ O): [B, K, G, T_pad]
-    d_bias_shape = None if bias5 is None else bias5.shape
+    d_bias_shape = None if bias_grouped is None else bias_grouped.shape
 
     def key_block(carry, j):
         dq, d_bias = carry
@@ -390,9 +414,9 @@ def _flash_backward(plan: _Plan, residuals, d_out):
             do_i = lax.dynamic_slice_in_dim(d_out, i * bq, bq, axis=3)  # [B, K, G, bq, Hv]
             lse_i = lax.dynamic_slice_in_dim(lse, i * bq, bq, axis=3)  # [B, K, G, bq]
             delta_i = lax.dynamic_slice_in_dim(delta, i * bq, bq, axis=3)
-            s = _logits(q_i, k_j, bias5, i, j, plan)
+            s = _logits(q_i, k_j, bias_grouped, i, j, plan)
             p = jnp.exp(s - lse_i[..., None])  # [B, K, G, bq, bk]
-            allowed = _element_mask(i, j, mask5, q_lengths, kv_lengths, plan)
+            allowed = _element_mask(i, j, mask_grouped, q_lengths, kv_lengths, plan)
             if allowed is not None:
                 p = jnp.where(allowed, p, 0.0)
             dv_j = dv_j + jnp.einsum("BKGqk,BKGqH->BKkH", p, do_i)
@@ -436,7 +460,7 @@ def _flash_backward(plan: _Plan, residuals, d_out):
         dq.astype(q.dtype),
         dk.astype(k.dtype),
         dv.astype(v.dtype),
-        None if d_bias is None else d_bias.astype(bias5.dtype),
+        None if d_bias is None else d_bias.astype(bias_grouped.dtype),
         None,
         None,
         None,

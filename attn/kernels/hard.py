@@ -2,10 +2,12 @@
 
     i* = argmax_j s_j   or   i* ~ Categorical(softmax(s)),   weights = one_hot(i*),   out = v[i*]
 
-Selecting one position is not differentiable, so training uses one of three gradient estimators:
-the straight-through estimator (Bengio et al. 2013), the Gumbel-softmax relaxation (Jang et al.
-2017; Maddison et al. 2017) and the score-function estimator REINFORCE (Williams 1992), as in the
-stochastic hard attention of "Show, Attend and Tell" (Xu et al. 2015).
+Selecting one position is not differentiable, so training uses one of the gradient estimators of
+`ESTIMATORS`, the one vocabulary every hard-attention layer shares: straight-through with the
+argmax or a sample (Bengio et al. 2013), the Gumbel-softmax relaxation and its straight-through
+form (Jang et al. 2017; Maddison et al. 2017) and the score-function estimator REINFORCE
+(Williams 1992), as in the stochastic hard attention of "Show, Attend and Tell" (Xu et al. 2015).
+At evaluation every estimator selects the argmax.
 
 Every function works on logits `[..., S]` with any leading shape ([T, S], [B, N, T, S], ...) and an
 optional boolean `mask` broadcastable to the logits, True = may be selected. Masked positions are
@@ -18,6 +20,7 @@ float32 (float64 for float64 logits); randomness comes only from an explicit `ke
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -315,24 +318,105 @@ def selection_entropy(logits: ArrayLike, mask: ArrayLike | None = None) -> Array
 
 
 WeightFn = Callable[[Array, Array | None, PRNGKey | None, float | ArrayLike], Array]
+"""weights(logits [..., S], mask or None, key or None, temperature) -> weights [..., S]."""
 
-ESTIMATORS: dict[str, WeightFn] = {
-    "argmax": lambda logits, mask, key, temperature: argmax_weights(logits, mask),
-    "sample": lambda logits, mask, key, temperature: sample_weights(key, logits, mask),
-    "straight_through": lambda logits, mask, key, temperature: straight_through_weights(
-        logits, mask, key=key
+
+class Estimator(NamedTuple):
+    """A way to train a one-position selection: its training-time weights and whether it draws.
+
+    weights: the `WeightFn` used in training (every estimator selects the argmax at evaluation,
+      `argmax_weights`).
+    needs_key: whether `weights` draws a random position and therefore needs a key.
+    """
+
+    weights: WeightFn
+    needs_key: bool
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    # one_hot(argmax), gradient of softmax(s) (Bengio et al. 2013).
+    "straight_through_argmax": Estimator(
+        lambda logits, mask, key, temperature: straight_through_weights(logits, mask), False
     ),
-    "gumbel": lambda logits, mask, key, temperature: gumbel_softmax_weights(
-        key, logits, temperature, mask
+    # one_hot(i), i ~ softmax(s), gradient of softmax(s) (Bengio et al. 2013).
+    "straight_through_sample": Estimator(
+        lambda logits, mask, key, temperature: straight_through_weights(logits, mask, key=key),
+        True,
     ),
-    "gumbel_straight_through": lambda logits, mask, key, temperature: gumbel_softmax_weights(
-        key, logits, temperature, mask, hard=True
+    # softmax((s + g) / τ), not one-hot (Jang et al. 2017; Maddison et al. 2017).
+    "gumbel_relaxed": Estimator(
+        lambda logits, mask, key, temperature: gumbel_softmax_weights(
+            key, logits, temperature, mask
+        ),
+        True,
+    ),
+    # one_hot(argmax(s + g)), gradient of softmax((s + g) / τ) (Jang et al. 2017).
+    "gumbel_straight_through": Estimator(
+        lambda logits, mask, key, temperature: gumbel_softmax_weights(
+            key, logits, temperature, mask, hard=True
+        ),
+        True,
+    ),
+    # one_hot(i), i ~ softmax(s), no gradient: the scores learn from log p(i) (Williams 1992).
+    "reinforce": Estimator(
+        lambda logits, mask, key, temperature: sample_weights(key, logits, mask), True
     ),
 }
-"""Estimator name -> weights(logits, mask, key, temperature), as used by `hard_attention`."""
+"""Estimator name -> `Estimator`: the one vocabulary of hard attention, used by `hard_attention`,
+`attn.layers.HardMultiHeadAttention` and the RNN attention layers alike. The sampling estimators
+draw i with the Gumbel-max trick from the key, so for one key "straight_through_sample",
+"gumbel_straight_through" and "reinforce" select the same position."""
 
-NEEDS_KEY = ("sample", "gumbel", "gumbel_straight_through")
-"""Estimators that draw random positions and therefore need a key."""
+
+def check_estimator(owner: str, name: str, estimator: Any) -> Estimator:
+    """The `Estimator` called `estimator`; a ValueError naming `name` and listing the names
+    otherwise."""
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise ValueError(
+            f"{owner}: unknown {name} {estimator!r}; expected one of {list(ESTIMATORS)}"
+        )
+    return ESTIMATORS[estimator]
+
+
+def needs_key(estimator: str) -> bool:
+    """Whether the estimator called `estimator` draws random positions in training."""
+    return check_estimator("needs_key", "estimator", estimator).needs_key
+
+
+def training_weights(
+    estimator: str,
+    logits: ArrayLike,
+    mask: ArrayLike | None = None,
+    *,
+    key: PRNGKey | None = None,
+    temperature: float | ArrayLike = 1.0,
+) -> Array:
+    """The training-time weights of the estimator called `estimator` (see `ESTIMATORS`).
+
+    Args:
+      estimator: a name in `ESTIMATORS`.
+      logits: [..., S] float scores.
+      mask: bool, broadcastable to `logits`, True = may be selected.
+      key: a `jax.random` key, required when `needs_key(estimator)`.
+      temperature: τ > 0 of the Gumbel estimators.
+
+    Returns:
+      [..., S] weights, float32 (float64 for float64 logits).
+    """
+    return _keyed_estimator("training_weights", estimator, key).weights(
+        logits, mask, key, temperature
+    )
+
+
+def _keyed_estimator(owner: str, estimator: str, key: PRNGKey | None) -> Estimator:
+    """The named `Estimator`, after checking the name and that a sampling one has its key."""
+    chosen = check_estimator(owner, "estimator", estimator)
+    if chosen.needs_key and key is None:
+        raise ValueError(
+            f"{owner}: estimator={estimator!r} draws random positions and needs a key, "
+            "e.g. key=jax.random.key(0)"
+        )
+    return chosen
 
 
 def hard_attention(
@@ -342,7 +426,7 @@ def hard_attention(
     *,
     key: PRNGKey | None = None,
     mask: ArrayLike | None = None,
-    estimator: str = "argmax",
+    estimator: str | None = None,
     temperature: float | ArrayLike = 1.0,
     scale: float | None = None,
 ) -> tuple[Array, Array]:
@@ -350,24 +434,19 @@ def hard_attention(
 
         s = q kᵀ × scale,   w_i = weights(s_i) over the keys j with mask[i, j],   out = w v
 
-    `estimator` picks the weights and the gradient that flows through them:
-      - "argmax": one_hot(argmax), no gradient to q and k.
-      - "sample": one_hot of a sample from softmax(s), no gradient to q and k (train q and k with
-        REINFORCE: `selection_log_prob` of the selected positions).
-      - "straight_through": one_hot(argmax), or of a sample when `key` is given, with the
-        gradient of soft attention (Bengio et al. 2013).
-      - "gumbel": the Gumbel-softmax relaxation softmax((s + g) / temperature).
-      - "gumbel_straight_through": the one-hot Gumbel-max sample with the relaxation's gradient.
-    "sample", "gumbel" and "gumbel_straight_through" need `key`; "argmax" ignores it. A query whose
-    mask row is all False gets weights 0 and output 0.
+    `estimator` picks the weights and the gradient that flows through them: None (evaluation)
+    gives one_hot(argmax) with no gradient to q and k; a name in `ESTIMATORS` gives that
+    estimator's training-time weights ("reinforce": a one-hot sample with no gradient to q and k;
+    train them with `selection_log_prob` of the selected positions). The estimators with
+    `needs_key` need `key`. A query whose mask row is all False gets weights 0 and output 0.
 
     Args:
       q: [T, H] queries.
       k: [S, H] keys.
       v: [S, Hv] values.
-      key: a `jax.random` key for the sampled estimators.
+      key: a `jax.random` key for the sampling estimators.
       mask: bool, broadcastable to [T, S], True = may be selected.
-      estimator: a name in `ESTIMATORS`.
+      estimator: None (argmax) or a name in `ESTIMATORS`.
       temperature: τ > 0 of the Gumbel estimators.
       scale: multiplier of the dot product; defaults to 1 / sqrt(H).
 
@@ -375,15 +454,7 @@ def hard_attention(
       (out[T, Hv] in the dtype of v, weights[T, S] float32 (float64 for float64 inputs)).
     """
     fn = "hard_attention"
-    if estimator not in ESTIMATORS:
-        raise ValueError(
-            f"{fn}: unknown estimator {estimator!r}; expected one of {list(ESTIMATORS)}"
-        )
-    if key is None and estimator in NEEDS_KEY:
-        raise ValueError(
-            f"{fn}: estimator={estimator!r} draws random positions and needs a key, "
-            "e.g. key=jax.random.key(0)"
-        )
+    chosen = None if estimator is None else _keyed_estimator(fn, estimator, key)
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_float(fn, name, x)
     q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
@@ -401,6 +472,9 @@ def hard_attention(
         check_broadcastable(fn, "mask", mask, ("T", "S"), (T, S), boolean=True)
         mask = jnp.asarray(mask)
     logits = scores_lib.scaled_dot(q, k, scale=scale)
-    weights = ESTIMATORS[estimator](logits, mask, key, temperature)
+    if chosen is None:
+        weights = argmax_weights(logits, mask)
+    else:
+        weights = chosen.weights(logits, mask, key, temperature)
     out = jnp.einsum("TS,SH->TH", weights.astype(v.dtype), v, preferred_element_type=logits.dtype)
     return out.astype(v.dtype), weights

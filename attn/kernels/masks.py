@@ -180,3 +180,38 @@ def build_mask(
         None if query_seq_lengths is None else query_padding_mask(query_seq_lengths, T),
         None if key_value_seq_lengths is None else padding_mask(key_value_seq_lengths, S),
     )
+
+
+def attending_queries(
+    T: int,
+    S: int,
+    *,
+    is_causal: bool = False,
+    local_window_size: tuple[int, int] | None = None,
+    query_seq_lengths: ArrayLike | None = None,
+    key_value_seq_lengths: ArrayLike | None = None,
+) -> Array:
+    """Which queries may attend to at least one key under the masks of `build_mask` (no `mask`).
+
+    Query i of example b sees keys lo..hi with lo = max(0, i - left), hi = min(S, kv_len[b]) - 1,
+    lowered to i (causal) and to i + right (window); it attends iff lo <= hi and i < q_len[b].
+    O(B·T) work, where `build_mask(...).any(-1)` would form [B, T, S].
+
+    Returns:
+      bool[B, T], or bool[1, T] when no lengths are given.
+    """
+    i = jnp.arange(T)[None, :]  # [1, T]
+    lo = jnp.zeros_like(i)
+    hi = jnp.full_like(i, S - 1)
+    if key_value_seq_lengths is not None:
+        hi = jnp.minimum(hi, jnp.asarray(key_value_seq_lengths)[:, None] - 1)  # [B, 1]
+    if is_causal:
+        hi = jnp.minimum(hi, i)
+    if local_window_size is not None:
+        left, right = normalize_window(local_window_size)
+        lo = jnp.maximum(lo, i - left)
+        hi = jnp.minimum(hi, i + right)
+    attends = lo <= hi
+    if query_seq_lengths is not None:
+        attends = attends & (i < jnp.asarray(query_seq_lengths)[:, None])
+    return attends

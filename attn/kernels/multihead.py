@@ -6,8 +6,10 @@
 
 "reference" lifts the single-head kernel `attn.kernels.attention` with `jax.vmap` over query heads,
 key/value head groups and batch; "blockwise" is the memory-efficient online-softmax kernel of
-`attn.kernels.blockwise`; "xla" and "cudnn" call `jax.nn.dot_product_attention`. All follow one
-masking rule: a query that may attend to no key gets output 0 (and gradient 0).
+`attn.kernels.blockwise`; "xla" and "cudnn" call `jax.nn.dot_product_attention`; "splash" and
+"triton" wrap JAX's Pallas flash kernels for TPU and GPU (`attn.kernels.splash`,
+`attn.kernels.triton`; interpret mode elsewhere). All follow one masking rule: a query that may
+attend to no key gets output 0 (and gradient 0).
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import jax.numpy as jnp
 
 from attn.kernels import masks as masks_lib
 from attn.kernels.attention import attention, mask_value
-from attn.kernels.blockwise import blockwise_attention
-from attn.kernels.validation import check_multihead
+from attn.kernels.blockwise import _blockwise
+from attn.kernels.splash import splash_attention
+from attn.kernels.triton import triton_attention
+from attn.kernels.validation import multihead_inputs
 from attn.typing import Array, ArrayLike
+
+LONG_SEQUENCE = 1024  # from this key length up the Pallas kernels are picked over "xla"
 
 
 def choose_implementation(
@@ -29,18 +35,33 @@ def choose_implementation(
     *,
     return_weights: bool,
     has_bias: bool = False,
+    has_mask: bool = False,
     local_window_size: tuple[int, int] | None = None,
     platform: str | None = None,
 ) -> str:
-    """The implementation `implementation=None` resolves to.
+    """The implementation `implementation=None` resolves to, for batched query[B, T, N, H].
 
-    - `return_weights=True` needs the materialised weights: "reference".
-    - CPU, float64 inputs (`jax.nn` runs its softmax in float32), or a value head dim that differs
-      from the query's (`jax.nn` needs them equal): "blockwise". On the CPU it measured faster
-      than "xla" from T = S = 32 up (it stays in cache and skips masked blocks;
-      benchmarks/README.md).
-    - CUDA GPU: "cudnn" (the fused flash kernel) for float16/bfloat16, H = Hv a multiple of 8 up
-      to 128, no bias and no local window; otherwise "xla". TPU and others: "xla".
+    First rule that applies, top to bottom ("16-bit": float16 or bfloat16; S: key length):
+
+    | platform | inputs                                                        | choice      |
+    |----------|---------------------------------------------------------------|-------------|
+    | any      | `return_weights=True` (only it forms the weights)             | "reference" |
+    | any      | float64, or value head dim != H (`jax.nn` takes neither)      | "blockwise" |
+    | CPU      | everything else                                               | "blockwise" |
+    | GPU      | 16-bit, H % 8 == 0, H <= 128, no bias, no window              | "cudnn"     |
+    | GPU      | 16-bit, S >= 1024, no bias, no mask, no window                | "triton"    |
+    | TPU      | S >= 1024, no bias, no mask                                   | "splash"    |
+    | GPU, TPU | everything else (short sequences, a bias or a run-time mask)  | "xla"       |
+
+    CPU: "blockwise" measured faster than "xla" from T = S = 32 up (it stays in cache and skips
+    masked blocks; benchmarks/README.md). GPU: cuDNN's fused flash kernel where it applies; the
+    Pallas Triton kernel for the long 16-bit sequences it does not take (H > 128 or not a
+    multiple of 8), where "xla" would materialise the [B, N, T, S] scores. TPU: "xla"
+    materialises the scores too, so splash from S = 1024 up, where that matrix stops fitting
+    on-chip memory per head (MaxText's default TPU attention is splash). The TPU rows and the
+    1024 crossover rest on the interpret-mode tests of tests/kernels/splash_test.py and published
+    figures, not on a TPU measurement here (no TPU was at hand); benchmarks/accelerator.py
+    measures the GPU rows on the device.
     """
     if return_weights:
         return "reference"
@@ -48,15 +69,16 @@ def choose_implementation(
     head_dim, value_dim = query.shape[-1], value.shape[-1]
     if platform == "cpu" or query.dtype == jnp.float64 or head_dim != value_dim:
         return "blockwise"
-    if (
-        platform in ("gpu", "cuda")
-        and query.dtype in (jnp.float16, jnp.bfloat16)
-        and head_dim % 8 == 0
-        and head_dim <= 128
-        and not has_bias
-        and local_window_size is None
-    ):
-        return "cudnn"
+    sixteen_bit = query.dtype in (jnp.float16, jnp.bfloat16)
+    long_keys = key.shape[1] >= LONG_SEQUENCE
+    if platform in ("gpu", "cuda"):
+        fits_cudnn = sixteen_bit and head_dim % 8 == 0 and head_dim <= 128
+        if fits_cudnn and not has_bias and local_window_size is None:
+            return "cudnn"
+        if sixteen_bit and long_keys and not (has_bias or has_mask or local_window_size):
+            return "triton"
+    if platform == "tpu" and long_keys and not (has_bias or has_mask):
+        return "splash"
     return "xla"
 
 
@@ -88,9 +110,11 @@ def dot_product_attention(
     implementation (`jax.nn` would return mean(V) there).
 
     Args:
-      query: [B, T, N, H].
+      query: [B, T, N, H], or unbatched [T, N, H] as in `jax.nn` (then key and value are
+        unbatched too, masks and bias broadcast to [1, N, T, S] and lengths are int[1] or
+        scalars: what `jax.vmap` over the batch hands each call).
       key: [B, S, K, H], K divides N.
-      value: [B, S, K, Hv] (Hv = H for "xla" and "cudnn").
+      value: [B, S, K, Hv] (Hv = H for "xla", "cudnn", "splash" and "triton").
       bias: float, broadcastable to [B, N, T, S], added to the logits.
       mask: bool, broadcastable to [B, N, T, S], True = attend.
       scale: logit multiplier, default 1 / sqrt(H).
@@ -98,19 +122,17 @@ def dot_product_attention(
       query_seq_lengths: int[B]; queries at or beyond the length attend to nothing (output 0).
       key_value_seq_lengths: int[B]; keys at or beyond the length are masked.
       local_window_size: w or (left, right): query i sees keys i - left .. i + right.
-      implementation: None (choose, see `choose_implementation`), "reference", "blockwise",
-        "xla" or "cudnn".
+      implementation: None (choose by the table of `choose_implementation`), "reference",
+        "blockwise", "xla", "cudnn", "splash" (`attn.kernels.splash`) or "triton"
+        (`attn.kernels.triton`).
       return_weights: also return the attention weights (implies "reference").
 
     Returns:
-      out[B, T, N, Hv], or (out, weights[B, N, T, S] float32) when `return_weights`.
+      out[B, T, N, Hv], or (out, weights[B, N, T, S] float32) when `return_weights`; without the
+      leading B for unbatched inputs.
     """
-    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
-    query_seq_lengths, key_value_seq_lengths = (
-        None if lengths is None else jnp.asarray(lengths)
-        for lengths in (query_seq_lengths, key_value_seq_lengths)
-    )
-    check_multihead(
+    inputs = multihead_inputs(
+        "dot_product_attention",
         query,
         key,
         value,
@@ -124,11 +146,12 @@ def dot_product_attention(
         local_window_size = masks_lib.normalize_window(local_window_size)
     if implementation is None:
         implementation = choose_implementation(
-            query,
-            key,
-            value,
+            inputs.query,
+            inputs.key,
+            inputs.value,
             return_weights=return_weights,
             has_bias=bias is not None,
+            has_mask=mask is not None,
             local_window_size=local_window_size,
         )
     if return_weights and implementation != "reference":
@@ -136,6 +159,17 @@ def dot_product_attention(
             f"dot_product_attention: return_weights=True needs implementation='reference' "
             f"(or None), got implementation={implementation!r}, which never forms the weights"
         )
+    result = _batched(inputs, scale, is_causal, local_window_size, implementation, return_weights)
+    if inputs.batched:
+        return result
+    if return_weights:  # drop the batch axis of 1 that unbatched inputs were given
+        return result[0][0], result[1][0]
+    return result[0]
+
+
+def _batched(inputs, scale, is_causal, local_window_size, implementation, return_weights):
+    """`dot_product_attention` on checked, batched inputs, by the chosen implementation."""
+    query, key, value, bias, mask, query_seq_lengths, key_value_seq_lengths, _ = inputs
     structure = dict(
         is_causal=is_causal,
         query_seq_lengths=query_seq_lengths,
@@ -143,7 +177,11 @@ def dot_product_attention(
         local_window_size=local_window_size,
     )
     if implementation == "blockwise":
-        return blockwise_attention(query, key, value, bias, mask, scale=scale, **structure)
+        return _blockwise(query, key, value, bias, mask, scale=scale, **structure)
+    if implementation == "splash":
+        return splash_attention(query, key, value, bias, mask, scale=scale, **structure)
+    if implementation == "triton":
+        return triton_attention(query, key, value, bias, mask, scale=scale, **structure)
     T, S = query.shape[1], key.shape[1]
     combined = masks_lib.build_mask(T, S, mask=mask, **structure)
     if implementation == "reference":

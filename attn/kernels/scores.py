@@ -103,13 +103,25 @@ def cosine(q: ArrayLike, k: ArrayLike, temperature: float = 1.0, eps: float = 1e
       [T, S] logits in [-1/temperature, 1/temperature].
     """
     acc = accumulation_dtype(q, k)
-    q = jnp.asarray(q, acc)
-    k = jnp.asarray(k, acc)
-    # x / max(|x|, eps), written with rsqrt of the clamped squared norm so that the gradient at a
-    # zero vector is finite (the gradient of |x| at 0 is 0/0).
-    q_unit = q * lax.rsqrt(jnp.maximum(jnp.sum(q * q, axis=-1, keepdims=True), eps**2))
-    k_unit = k * lax.rsqrt(jnp.maximum(jnp.sum(k * k, axis=-1, keepdims=True), eps**2))
-    return dot(q_unit, k_unit) / temperature
+    return dot(unit(jnp.asarray(q, acc), eps), unit(jnp.asarray(k, acc), eps)) / temperature
+
+
+def unit(x: ArrayLike, eps: float = 1e-6) -> Array:
+    """x / max(|x|, eps) along the last axis, in the dtype of x.
+
+    Written with rsqrt of the clamped squared norm, summed in float32 (float64 for float64 x), so
+    that a zero vector gives 0 with a finite gradient (the gradient of |x| at 0 is 0/0).
+
+    Args:
+      x: [..., H] vectors.
+      eps: floor on the norm.
+
+    Returns:
+      [..., H] unit vectors; a vector shorter than eps is scaled by 1/eps instead.
+    """
+    x = jnp.asarray(x)
+    squared = jnp.sum(jnp.square(x.astype(accumulation_dtype(x))), axis=-1, keepdims=True)
+    return (x * lax.rsqrt(jnp.maximum(squared, eps**2))).astype(x.dtype)
 
 
 ScoreFn = Callable[..., Array]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 import operator
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ import numpy as np
 from attn.kernels import scores as scores_lib
 from attn.typing import Array, ArrayLike, DType
 
-IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn")
+IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn", "splash", "triton")
 _SAME_WIDTH_SCORES = ("dot", "scaled_dot", "cosine")
 
 
@@ -167,7 +168,21 @@ def check_single_head(q, k, v, *, mask, bias, score: str) -> None:
         check_broadcastable(fn, "bias", bias, ("T", "S"), (T, S), boolean=False)
 
 
-def check_multihead(
+class MultiheadInputs(NamedTuple):
+    """The arguments of `dot_product_attention` as arrays, checked, with a batch axis."""
+
+    query: jnp.ndarray  # [B, T, N, H]
+    key: jnp.ndarray  # [B, S, K, H]
+    value: jnp.ndarray  # [B, S, K, Hv]
+    bias: jnp.ndarray | None  # broadcastable to [B, N, T, S]
+    mask: jnp.ndarray | None  # broadcastable to [B, N, T, S]
+    query_seq_lengths: jnp.ndarray | None  # int[B]
+    key_value_seq_lengths: jnp.ndarray | None  # int[B]
+    batched: bool  # False: the caller passed [T, N, H] inputs; drop the batch axis of 1 again
+
+
+def multihead_inputs(
+    fn: str,
     query,
     key,
     value,
@@ -177,13 +192,72 @@ def check_multihead(
     query_seq_lengths,
     key_value_seq_lengths,
     implementation,
-) -> None:
-    """Checks for `dot_product_attention(query[B,T,N,H], key[B,S,K,H], value[B,S,K,Hv], ...)`."""
-    fn = "dot_product_attention"
+) -> MultiheadInputs:
+    """Check the arguments of `fn(query, key, value, ...)` and return them batched.
+
+    As in `jax.nn.dot_product_attention`, query/key/value are either all batched [B, T, N, H],
+    [B, S, K, H], [B, S, K, Hv] or all unbatched [T, N, H], [S, K, H], [S, K, Hv]; unbatched
+    inputs get a batch axis of 1, so `mask` and `bias` then broadcast to [1, N, T, S] and the
+    lengths are int[1] or scalars (what `jax.vmap` over the batch hands each call).
+    """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"{fn}: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}"
         )
+    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    if query.ndim not in (3, 4):
+        raise ValueError(
+            f"{fn}: query must have shape [B, T, N, H] or, unbatched, [T, N, H], "
+            f"got shape {query.shape}"
+        )
+    batched = query.ndim == 4
+    if not batched:
+        check_rank(fn, "key", key, ("S", "K", "H"), (None, None, query.shape[-1]))
+        check_rank(fn, "value", value, ("S", "K", "Hv"), (key.shape[0], key.shape[1], None))
+        query, key, value = query[None], key[None], value[None]
+    arrays = {}
+    for name, lengths in (
+        ("query_seq_lengths", query_seq_lengths),
+        ("key_value_seq_lengths", key_value_seq_lengths),
+    ):
+        if lengths is not None:
+            lengths = jnp.asarray(lengths)
+            if not batched and lengths.ndim == 0:
+                lengths = lengths[None]
+        arrays[name] = lengths
+    check_multihead(
+        fn,
+        query,
+        key,
+        value,
+        bias=bias,
+        mask=mask,
+        **arrays,
+    )
+    return MultiheadInputs(
+        query,
+        key,
+        value,
+        None if bias is None else jnp.asarray(bias),
+        None if mask is None else jnp.asarray(mask),
+        arrays["query_seq_lengths"],
+        arrays["key_value_seq_lengths"],
+        batched,
+    )
+
+
+def check_multihead(
+    fn: str,
+    query,
+    key,
+    value,
+    *,
+    bias,
+    mask,
+    query_seq_lengths,
+    key_value_seq_lengths,
+) -> None:
+    """Checks for `fn(query[B,T,N,H], key[B,S,K,H], value[B,S,K,Hv], ...)`."""
     for name, x in (("query", query), ("key", key), ("value", value)):
         check_float(fn, name, x)
     check_rank(fn, "query", query, ("B", "T", "N", "H"), (None,) * 4)
@@ -215,6 +289,34 @@ def check_multihead(
         if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
             raise TypeError(f"{fn}: {name} must be integer, got dtype {jnp.result_type(lengths)}")
         check_rank(fn, name, lengths, ("B",), (B,))
+
+
+def check_pallas_kernel_inputs(implementation: str, query, value, bias, mask) -> None:
+    """What the Pallas kernels ("splash", "triton") cannot compute: errors naming one that can."""
+    fn = f"dot_product_attention(implementation={implementation!r})"
+    static = "is_causal, query_seq_lengths, key_value_seq_lengths"
+    if implementation == "splash":
+        static += ", local_window_size"
+    if mask is not None:
+        raise ValueError(
+            f"{fn}: the kernel takes static masks only ({static}), got a run-time boolean mask "
+            f"of shape {mask.shape}; use implementation='blockwise' (any platform) or 'xla'"
+        )
+    if bias is not None:
+        raise ValueError(
+            f"{fn}: the kernel takes no bias, got bias of shape {bias.shape}; "
+            "use implementation='blockwise' (any platform) or 'xla'"
+        )
+    if value.shape[-1] != query.shape[-1]:
+        raise ValueError(
+            f"{fn}: needs value[B, S, K, H] with the head dim H={query.shape[-1]} of query, got "
+            f"value shape {value.shape}; use implementation='blockwise'"
+        )
+    if query.dtype == jnp.float64:
+        raise TypeError(
+            f"{fn}: the kernel computes in float32 at most, got float64 query; "
+            "use implementation='blockwise' or 'reference'"
+        )
 
 
 def check_token_ids(

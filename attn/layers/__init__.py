@@ -1,34 +1,26 @@
 """`flax.nnx` modules that own parameters and call `attn.kernels`."""
 
-from attn.layers.attention import (
-    AttentionWeights,
-    HardSelection,
-    MultiHeadAttention,
-    collect_attention_weights,
-)
+from attn.layers.attention import MultiHeadAttention
 from attn.layers.blocks import TransformerBlock
 from attn.layers.feedforward import MLP, GatedMLP
 from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
+from attn.layers.hard_attention import HardMultiHeadAttention, HardSelection
+from attn.layers.intermediates import collect_intermediates
 from attn.layers.position import LearnedPositions, RelativePositionBias, SinusoidalPositions
 from attn.layers.recurrent import RNN, GRUCell, LSTMCell
-from attn.layers.rnn_attention import (
-    BahdanauAttention,
-    BahdanauDecoderCell,
-    BottleneckDecoderCell,
-    LuongAttention,
-    LuongDecoderCell,
-)
+from attn.layers.rnn_attention import BahdanauAttention, LuongAttention
+from attn.layers.rnn_decoder import BahdanauDecoderCell, BottleneckDecoderCell, LuongDecoderCell
 
 __all__ = [
     "MLP",
     "RNN",
-    "AttentionWeights",
     "BahdanauAttention",
     "BahdanauDecoderCell",
     "BottleneckDecoderCell",
     "GRUCell",
     "GatedLinearUnit",
     "GatedMLP",
+    "HardMultiHeadAttention",
     "HardSelection",
     "LSTMCell",
     "LearnedPositions",
@@ -39,5 +31,5 @@ __all__ = [
     "SinusoidalPositions",
     "SqueezeExcitation",
     "TransformerBlock",
-    "collect_attention_weights",
+    "collect_intermediates",
 ]

@@ -9,17 +9,13 @@ context `c` is the input itself, cross-attention otherwise. The attention itself
 `attn.kernels.dot_product_attention` for the dot-product scores, and the reference kernel
 `attn.kernels.attention` (vmapped over heads and batch) for the parametrised ones.
 
-Hard attention (`hard=...`): each query head selects exactly one position,
-
-    i* = argmax_j s_j (deterministic)   or   i* ~ softmax(s) (training),   out = v[i*]
-
-trained with one of the estimators of `attn.kernels.estimators` (Xu et al. 2015): straight-through
-(Bengio et al. 2013), Gumbel-softmax (Jang et al. 2017) or REINFORCE (Williams 1992).
+Hard attention, where each query head selects one position, is the subclass
+`attn.layers.HardMultiHeadAttention`, which overrides the attention step.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,31 +23,18 @@ from flax import nnx
 
 from attn.kernels import attention as attention_kernel
 from attn.kernels import dot_product_attention
-from attn.kernels import hard as hard_kernels
-from attn.kernels.estimators import ESTIMATORS, check_estimator
 from attn.kernels.masks import causal_mask, combine_masks
 from attn.kernels.positions import rotary_embedding
-from attn.kernels.scores import SCORES
-from attn.typing import Array, DType, PRNGKey
+from attn.kernels.scores import SCORES, unit
+from attn.typing import Array, DType
 
 DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()
 
 
-class AttentionWeights(nnx.Intermediate):
-    """Where `MultiHeadAttention(capture_weights=True)` sows its weights [B, N, T, S]."""
-
-
-class HardSelection(NamedTuple):
-    """What the hard attention of `MultiHeadAttention(hard=...)` selected, per query head.
-
-    index: int32 [B, N, T], the selected key position (-1 where a query may attend nowhere).
-    log_prob: float32 [B, N, T], log p(index) under the softmax of the scores, for REINFORCE.
-    entropy: float32 [B, N, T], the entropy of that softmax, for the entropy bonus.
-    """
-
-    index: Array
-    log_prob: Array
-    entropy: Array
+AttentionWeights = nnx.Intermediate
+"""The variable type `MultiHeadAttention` sows its weights as; read them with
+`attn.layers.collect_intermediates` rather than through this name, which `attn.decoding` still
+uses."""
 
 
 class MultiHeadAttention(nnx.Module):
@@ -62,23 +45,9 @@ class MultiHeadAttention(nnx.Module):
     kernels in the JAX (in, out) layout), plus the score's own parameters for "general"
     (`score_W` [N, H, H]) and "additive" (`score_W_q`, `score_W_k` [N, H, A], `score_v` [N, A]).
 
-    Attention weights: `__call__(..., return_weights=True)` returns them; with
-    `capture_weights=True` every call also sows them as `AttentionWeights` (read them with
-    `nnx.capture`); `collect_attention_weights(model, *inputs)` turns it on for every layer of a
-    whole model, runs it once and returns the weights of every layer by path.
-
-    Hard attention: with `hard` set, the weights of each query head are one-hot. With
-    `deterministic=True` the position is the argmax of the scores (no gradient to the scores);
-    with `deterministic=False` it is drawn from softmax(s) with a key (the `key` argument, else the
-    "dropout" stream of the `rngs` given at construction), and the scores learn by
-      - "straight_through": value one_hot(i), gradient that of softmax(s);
-      - "gumbel": the relaxation softmax((s + g) / τ), τ = `temperature` of the call (anneal it
-        with `attn.kernels.estimators.gumbel_temperature`), else `hard_temperature`; its
-        argmax is the sampled position;
-      - "reinforce": value one_hot(i), no gradient to the scores through the output; train them
-        with `attn.kernels.estimators.reinforce_loss` on the `HardSelection.log_prob` that
-        `return_selection=True` returns.
-    The value and output projections learn through the output with every estimator.
+    Looking inside: with `sow_weights` on (at construction, or for a whole model with
+    `nnx.view(model, sow_weights=True)` or `attn.layers.collect_intermediates`), every call sows
+    its weights [B, N, T, S] (float32) as `nnx.Intermediate` "attention_weights".
 
     Cached decoding: `init_cache(batch, max_length)` allocates the cache; every later call with
     `decode=True` appends its T new keys/values at the cache index and attends causally over
@@ -104,9 +73,7 @@ class MultiHeadAttention(nnx.Module):
         dropout_rate: float = 0.0,
         rotary_base: float | None = None,
         implementation: str | None = None,
-        capture_weights: bool = False,
-        hard: str | None = None,
-        hard_temperature: float = 1.0,
+        sow_weights: bool = False,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
         kernel_init: nnx.Initializer = DEFAULT_KERNEL_INIT,
@@ -127,10 +94,7 @@ class MultiHeadAttention(nnx.Module):
           dropout_rate: dropout on the attention weights (training only).
           rotary_base: apply rotary position embeddings (RoPE) to q and k with this base.
           implementation: passed to `attn.kernels.dot_product_attention`.
-          capture_weights: sow the attention weights as `AttentionWeights` on every call.
-          hard: None (soft attention) or the estimator of hard attention, "straight_through",
-            "gumbel" or "reinforce" (see the class docstring).
-          hard_temperature: τ > 0 of the "gumbel" estimator when a call gives no `temperature`.
+          sow_weights: sow the attention weights as "attention_weights" on every call.
           dtype: compute dtype; default: that of the inputs and parameters.
           param_dtype: parameter dtype.
           kernel_init: initializer of the projection kernels.
@@ -151,12 +115,6 @@ class MultiHeadAttention(nnx.Module):
             head_dim = model_dim // num_heads
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; expected one of {sorted(SCORES)}")
-        if hard is not None:
-            check_estimator("MultiHeadAttention", "hard", hard)
-        if not hard_temperature > 0:
-            raise ValueError(
-                f"MultiHeadAttention: hard_temperature must be > 0, got {hard_temperature!r}"
-            )
         if rotary_base is not None and head_dim % 2:
             raise ValueError(f"rotary embeddings need an even head_dim, got {head_dim}")
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
@@ -167,9 +125,7 @@ class MultiHeadAttention(nnx.Module):
         self.dropout_rate = dropout_rate
         self.rotary_base = rotary_base
         self.implementation = implementation
-        self.capture_weights = capture_weights
-        self.hard = hard
-        self.hard_temperature = hard_temperature
+        self.sow_weights = sow_weights
         self.dtype = dtype
         linear = dict(dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs)
         kv_width = num_kv_heads * head_dim
@@ -195,6 +151,20 @@ class MultiHeadAttention(nnx.Module):
         self.cache_index: nnx.Cache | None = nnx.data(None)
         self.cross_key: nnx.Cache | None = nnx.data(None)
         self.cross_value: nnx.Cache | None = nnx.data(None)
+
+    def set_view(self, sow_weights: bool | None = None) -> None:
+        """Used by `nnx.view(model, sow_weights=...)` to switch sowing in every such layer."""
+        if sow_weights is not None:
+            self.sow_weights = sow_weights
+
+    @property
+    def capture_weights(self) -> bool:
+        """The former name of `sow_weights`, still used by `attn.decoding`."""
+        return self.sow_weights
+
+    @capture_weights.setter
+    def capture_weights(self, value: bool) -> None:
+        self.sow_weights = value
 
     # ------------------------------------------------------------------ cache
 
@@ -230,11 +200,7 @@ class MultiHeadAttention(nnx.Module):
         positions: Array | None = None,
         decode: bool = False,
         deterministic: bool = True,
-        return_weights: bool = False,
-        temperature: float | Array | None = None,
-        key: PRNGKey | None = None,
-        return_selection: bool = False,
-    ) -> Array | tuple[Array, ...]:
+    ) -> Array:
         """Attend from `x` [B, T, D] to `context` [B, S, Dc] (default: `x` itself).
 
         Args:
@@ -247,21 +213,14 @@ class MultiHeadAttention(nnx.Module):
             index..index+T-1 when decoding.
           decode: use the cache (see the class docstring).
           deterministic: no dropout when True.
-          return_weights: also return the weights [B, N, T, S] (float32).
-          temperature: τ > 0 of hard="gumbel" for this call (a number or a traced scalar).
-          key: the `jax.random` key of a hard selection with `deterministic=False`; default: drawn
-            from the module's "dropout" stream.
-          return_selection: also return the `HardSelection` (hard attention only).
 
         Returns:
-          out [B, T, D]; (out, weights) with `return_weights`; (out, selection) with
-          `return_selection`; (out, weights, selection) with both.
+          out [B, T, D].
         """
-        if return_selection and self.hard is None:
-            raise ValueError(
-                "MultiHeadAttention: return_selection=True needs hard attention, "
-                f"hard in {list(ESTIMATORS)}; this layer has hard=None"
-            )
+        return self._run(x, context, mask, bias, is_causal, positions, decode, deterministic)
+
+    def _run(self, x, context, mask, bias, is_causal, positions, decode, deterministic, **options):
+        """Project, rotate and cache, then `_attend(..., **options)` and project out: [B, T, D]."""
         self._check_input("x", x, self.model_dim)
         B, T = x.shape[:2]
         q = self._heads(self.query(x), self.num_heads)  # [B, T, N, H]
@@ -290,18 +249,8 @@ class MultiHeadAttention(nnx.Module):
                     raise ValueError("rotary embeddings apply to self-attention only")
                 positions = jnp.arange(T) if positions is None else positions
                 q, k = self._rotate(q, positions), self._rotate(k, positions)
-        if self.hard is None:
-            out, weights = self._attend(
-                q, k, v, mask, bias, is_causal, deterministic, return_weights
-            )
-        else:
-            out, weights, selection = self._hard_attend(
-                q, k, v, mask, bias, is_causal, deterministic, temperature, key
-            )
-        out = self.out(out.reshape(B, T, self.num_heads * self.head_dim))  # [B,T,N,H] -> [B,T,N*H]
-        if return_selection:
-            return (out, weights, selection) if return_weights else (out, selection)
-        return (out, weights) if return_weights else out
+        out = self._attend(q, k, v, mask, bias, is_causal, deterministic, **options)
+        return self.out(out.reshape(B, T, self.num_heads * self.head_dim))  # [B,T,N,H] -> [B,T,N*H]
 
     # ------------------------------------------------------------------ pieces
 
@@ -350,16 +299,16 @@ class MultiHeadAttention(nnx.Module):
         self.cache_index[...] = index + T
         return self.cached_key[...], self.cached_value[...]
 
-    def _attend(self, q, k, v, mask, bias, is_causal, deterministic, return_weights):
-        """q [B, T, N, H] over k, v [B, S, K, H] -> (out [B, T, N, H], weights or None)."""
+    def _attend(self, q, k, v, mask, bias, is_causal, deterministic):
+        """The attention step: q [B, T, N, H] over k, v [B, S, K, H] -> out [B, T, N, H]."""
         dropout = self.dropout_rate > 0.0 and not deterministic
-        need_weights = return_weights or self.capture_weights or dropout
+        need_weights = self.sow_weights or dropout
         if self.score in ("general", "additive"):
             out, weights = self._parametrised_attention(q, k, v, mask, bias, is_causal)
         else:
             scale = {"scaled_dot": None, "dot": 1.0, "cosine": 1.0 / self.cosine_temperature}
             if self.score == "cosine":
-                q, k = _unit(q), _unit(k)
+                q, k = unit(q), unit(k)
             result = dot_product_attention(
                 q,
                 k,
@@ -374,19 +323,15 @@ class MultiHeadAttention(nnx.Module):
             out, weights = result if need_weights else (result, None)
         if dropout:
             dropped = self.dropout(weights, deterministic=False)
-            out = _weighted_values(dropped, v, self.num_heads).astype(out.dtype)
-        if self.capture_weights:
-            self.sow(AttentionWeights, "weights", weights)
-        return out, weights
+            out = weighted_values(dropped, v, self.num_heads).astype(out.dtype)
+        if self.sow_weights:
+            self.sow(nnx.Intermediate, "attention_weights", weights)
+        return out
 
     def _parametrised_attention(self, q, k, v, mask, bias, is_causal):
         """The "general" and "additive" scores: the reference kernel, vmapped over heads, batch."""
         B, T, N = q.shape[:3]
-        S, K = k.shape[1], k.shape[2]
-        G = N // K
-        k = jnp.repeat(k, G, axis=2)  # query head n uses key/value head n // G
-        v = jnp.repeat(v, G, axis=2)
-        params = self._score_params()
+        S = k.shape[1]
         full_mask = combine_masks(mask, causal_mask(T, S) if is_causal else None)
         full_mask = jnp.broadcast_to(True if full_mask is None else full_mask, (B, N, T, S))
         full_bias = jnp.broadcast_to(0.0 if bias is None else bias, (B, N, T, S))
@@ -396,9 +341,9 @@ class MultiHeadAttention(nnx.Module):
                 q, k, v, mask=mask, bias=bias, score=self.score, score_params=params
             )
 
-        over_heads = jax.vmap(one_head, in_axes=(1, 1, 1, 0, 0, 0), out_axes=(1, 0))
-        over_batch = jax.vmap(over_heads, in_axes=(0, 0, 0, 0, 0, None))
-        return over_batch(q, k, v, full_mask, full_bias, params)
+        return _per_head(
+            one_head, q, (k, v), (full_mask, full_bias), self._score_params(), out_axes=(1, 0)
+        )
 
     def _score_params(self) -> dict[str, Array]:
         """The per-head parameters [N, ...] of the "general" and "additive" scores; {} otherwise."""
@@ -412,83 +357,36 @@ class MultiHeadAttention(nnx.Module):
             }
         return {}
 
-    def _hard_attend(self, q, k, v, mask, bias, is_causal, deterministic, temperature, key):
-        """One position per query head: (out [B, T, N, H], weights [B, N, T, S], HardSelection)."""
-        T, S = q.shape[1], k.shape[1]
-        logits = self._score_logits(q, k)  # [B, N, T, S]
-        if bias is not None:
-            logits = logits + bias
-        full_mask = combine_masks(mask, causal_mask(T, S) if is_causal else None)
-        if full_mask is not None:
-            full_mask = jnp.broadcast_to(full_mask, logits.shape)
-        if deterministic:
-            index = hard_kernels.argmax_index(logits, full_mask)
-            weights = hard_kernels.argmax_weights(logits, full_mask)
-        else:
-            key = self.dropout.rngs() if key is None else key
-            index = hard_kernels.sample_index(key, logits, full_mask)
-            if self.hard == "straight_through":
-                weights = hard_kernels.straight_through_weights(logits, full_mask, key=key)
-            elif self.hard == "gumbel":
-                tau = self.hard_temperature if temperature is None else temperature
-                weights = hard_kernels.gumbel_softmax_weights(key, logits, tau, full_mask)
-            else:  # "reinforce": the scores learn from selection.log_prob only
-                weights = hard_kernels.sample_weights(key, logits, full_mask)
-            if self.dropout_rate > 0.0:
-                weights = self.dropout(weights, deterministic=False)
-        selection = HardSelection(
-            index=index,
-            log_prob=hard_kernels.selection_log_prob(logits, index, full_mask),
-            entropy=hard_kernels.selection_entropy(logits, full_mask),
-        )
-        if self.capture_weights:
-            self.sow(AttentionWeights, "weights", weights)
-        out = _weighted_values(weights, v, self.num_heads).astype(v.dtype)
-        return out, weights, selection
-
     def _score_logits(self, q: Array, k: Array) -> Array:
         """The scores s [B, N, T, S] (float32 or wider) of q [B, T, N, H] and k [B, S, K, H]."""
-        G = self.num_heads // k.shape[2]
-        k = jnp.repeat(k, G, axis=2)  # query head n uses key/value head n // G
         score = SCORES[self.score]
         shared = {"temperature": self.cosine_temperature} if self.score == "cosine" else {}
 
         def one_head(q, k, params):  # q [T, H], k [S, H] -> [T, S]
             return score(q, k, **params, **shared)
 
-        over_heads = jax.vmap(one_head, in_axes=(1, 1, 0))
-        over_batch = jax.vmap(over_heads, in_axes=(0, 0, None))
-        return over_batch(q, k, self._score_params())
+        return _per_head(one_head, q, (k,), (), self._score_params())
 
 
-def _unit(x: Array, eps: float = 1e-6) -> Array:
-    """x / max(|x|, eps) along the head dim, with a finite gradient at 0."""
-    squared = jnp.sum(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True)
-    return (x * jax.lax.rsqrt(jnp.maximum(squared, eps**2))).astype(x.dtype)
+def _per_head(
+    fn: Callable, q: Array, kv: tuple[Array, ...], per_head: tuple[Array, ...], params, out_axes=0
+):
+    """fn(q_n [T, H], *kv_n [S, H], *per_head_n, params_n) for every batch row b and query head n.
+
+    Query head n reads key/value head n // G (G = N / K), so each of `kv` [B, S, K, H] is repeated
+    G times along its head axis. `per_head` arrays are [B, N, ...], `params` leaves [N, ...];
+    `out_axes` places the head axis in fn's outputs (the batch axis goes first).
+    """
+    G = q.shape[2] // kv[0].shape[2]
+    kv = tuple(jnp.repeat(x, G, axis=2) for x in kv)  # query head n uses key/value head n // G
+    axes = (1,) * (1 + len(kv)) + (0,) * len(per_head)
+    over_heads = jax.vmap(fn, in_axes=(*axes, 0), out_axes=out_axes)
+    over_batch = jax.vmap(over_heads, in_axes=(*(0,) * len(axes), None))
+    return over_batch(q, *kv, *per_head, params)
 
 
-def _weighted_values(weights: Array, v: Array, num_heads: int) -> Array:
+def weighted_values(weights: Array, v: Array, num_heads: int) -> Array:
     """Σ_s weights[b, n, t, s] v[b, s, n // G]: [B, T, N, H]."""
     G = num_heads // v.shape[2]
     v = jnp.repeat(v, G, axis=2)
     return jnp.einsum("BNTS,BSNH->BTNH", weights.astype(v.dtype), v)
-
-
-def collect_attention_weights(model: nnx.Module, *args: Any, **kwargs: Any):
-    """Run `model(*args, **kwargs)` with every attention layer capturing its weights.
-
-    Returns:
-      (outputs, weights): weights maps the path of each `MultiHeadAttention` inside `model` (a
-      tuple of attribute names and list indices, `()` for the model itself) to its weights
-      [B, N, T, S], or to a tuple of them, one per call, when the layer ran more than once.
-    """
-    model.set_attributes(capture_weights=True, raise_if_not_found=False)
-    try:
-        outputs, captured = nnx.capture(model, AttentionWeights)(*args, **kwargs)
-    finally:
-        model.set_attributes(capture_weights=False, raise_if_not_found=False)
-    weights = {}
-    for path, variable in nnx.to_flat_state(captured):
-        calls = variable.get_value()  # a tuple: one entry per call
-        weights[tuple(path[:-1])] = calls[0] if len(calls) == 1 else calls
-    return outputs, weights

@@ -10,16 +10,11 @@ does, but without a softmax: each weight is chosen independently, so the weights
 one and nothing competes for them. Squeeze-and-excitation weighs channels from a summary of the
 whole input; the gated unit weighs every feature at every position.
 
-The weights are inspectable in two ways. `return_weights=True` / `return_gates=True` returns them
-next to the output. With `sow_weights` on, each call also sows them into `nnx.Intermediate`
-("channel_weights" / "gates"), so a notebook can collect them from every such layer of a model:
-
-    inspected = nnx.view(model, sow_weights=True)  # or build the layers with sow_weights=True
-    out, weights = nnx.capture(inspected, nnx.Intermediate)(x)
-    # or, with a deprecation warning from flax: inspected(x); nnx.pop(inspected, nnx.Intermediate)
-
-Sowing is off by default: outside `nnx.capture`, sown values accumulate on the module at every
-call, which a training loop must not do.
+Looking inside: with `sow_weights` on, each call sows its weights into `nnx.Intermediate`
+("channel_weights" / "gates"); `attn.layers.collect_intermediates(model, x)` switches it on in every
+such layer of a model for one call and returns them by path. Sowing is off by default: outside
+`nnx.capture`, sown values accumulate on the module at every call, which a training loop must not
+do.
 """
 
 from __future__ import annotations
@@ -130,19 +125,15 @@ class SqueezeExcitation(nnx.Module):
         if sow_weights is not None:
             self.sow_weights = sow_weights
 
-    def __call__(
-        self, x: ArrayLike, *, return_weights: bool = False, sow_weights: bool | None = None
-    ) -> Array | tuple[Array, Array]:
+    def __call__(self, x: ArrayLike) -> Array:
         """Recalibrates the channels of `x`.
 
         Args:
           x: [B, ..., C] channels-last input: [B, H, W, C] images, [B, T, C] sequences.
-          return_weights: also return the channel weights.
-          sow_weights: overrides the module's `sow_weights` for this call.
 
         Returns:
-          out [B, ..., C] in the compute dtype and, with `return_weights`, the channel weights
-          s [B, C] in (0, 1).
+          out [B, ..., C] in the compute dtype (the channel weights s [B, C] in (0, 1) are sown
+          as "channel_weights" when `sow_weights` is on).
         """
         _check_channels_last("SqueezeExcitation", "x", x, self.channels)
         x = jnp.asarray(x)
@@ -154,9 +145,9 @@ class SqueezeExcitation(nnx.Module):
         s = jax.nn.sigmoid(self.expand_proj(act(self.reduce_proj(z))))  # [B, C]
         # [B, C] -> [B, 1, ..., 1, C]
         out = x.astype(dtype) * jnp.expand_dims(s, spatial).astype(dtype)
-        if self.sow_weights if sow_weights is None else sow_weights:
+        if self.sow_weights:
             self.sow(nnx.Intermediate, "channel_weights", s)
-        return (out, s) if return_weights else out
+        return out
 
 
 class GatedLinearUnit(nnx.Module):
@@ -223,22 +214,18 @@ class GatedLinearUnit(nnx.Module):
         if sow_weights is not None:
             self.sow_weights = sow_weights
 
-    def __call__(
-        self, x: ArrayLike, *, return_gates: bool = False, sow_weights: bool | None = None
-    ) -> Array | tuple[Array, Array]:
+    def __call__(self, x: ArrayLike) -> Array:
         """Gates the linear map of `x` feature by feature.
 
         Args:
           x: [..., D] inputs.
-          return_gates: also return the gates.
-          sow_weights: overrides the module's `sow_weights` for this call.
 
         Returns:
-          y [..., F] and, with `return_gates`, the gates g [..., F] in (0, 1).
+          y [..., F] (the gates g [..., F] in (0, 1) are sown as "gates" when `sow_weights` is on).
         """
         check_features("GatedLinearUnit", "x", x, "D", self.in_features)
         g = jax.nn.sigmoid(self.gate_proj(x))  # [..., D] -> [..., F]
         y = g * self.value_proj(x)  # [..., F]
-        if self.sow_weights if sow_weights is None else sow_weights:
+        if self.sow_weights:
             self.sow(nnx.Intermediate, "gates", g)
-        return (y, g) if return_gates else y
+        return y

@@ -266,6 +266,10 @@ class RNN(nnx.Module):
     Cells: `cells[l * D + d]` for layer l and direction d (0 forward, 1 backward; D directions),
     the order of torch's parameter suffixes `_l{l}` / `_l{l}_reverse` and of its final states.
     Dropout (training only) sits between layers, as in torch.
+
+    Looking inside: with `sow_weights` on, every call sows the gate activations of each cell,
+    {gate name: [B, S, H]} (zero at padded steps), as "gates" on that cell, so their paths are
+    ("cells", l * D + d, "gates") (see `attn.layers.collect_intermediates`).
     """
 
     def __init__(
@@ -277,6 +281,7 @@ class RNN(nnx.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout_rate: float = 0.0,
+        sow_weights: bool = False,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
         rngs: nnx.Rngs,
@@ -289,6 +294,7 @@ class RNN(nnx.Module):
           num_layers: L stacked layers.
           bidirectional: add a backward direction to every layer (outputs [B, S, 2H]).
           dropout_rate: dropout on the outputs of every layer but the last (training only).
+          sow_weights: sow every cell's gate activations as "gates" on every call.
           dtype: compute dtype; default: that of the inputs and parameters.
           param_dtype: parameter dtype.
           rngs: parameter and dropout random streams.
@@ -302,6 +308,7 @@ class RNN(nnx.Module):
         self.input_dim, self.hidden_dim = input_dim, hidden_dim
         self.num_layers = num_layers
         self.num_directions = 2 if bidirectional else 1
+        self.sow_weights = sow_weights
         self.cells = nnx.List(
             [
                 cell_class(
@@ -322,6 +329,11 @@ class RNN(nnx.Module):
         """D·H, the width of the outputs."""
         return self.num_directions * self.hidden_dim
 
+    def set_view(self, sow_weights: bool | None = None) -> None:
+        """Used by `nnx.view(model, sow_weights=...)` to switch sowing in every such layer."""
+        if sow_weights is not None:
+            self.sow_weights = sow_weights
+
     def __call__(
         self,
         x: ArrayLike,
@@ -329,7 +341,6 @@ class RNN(nnx.Module):
         initial_state: Array | tuple[Array, Array] | None = None,
         *,
         deterministic: bool = True,
-        return_gates: bool = False,
     ):
         """Run every layer and direction over the sequence.
 
@@ -339,12 +350,10 @@ class RNN(nnx.Module):
             sequences); None = all real.
           initial_state: torch's h_0 [L·D, B, H] (GRU) or the pair (h_0, c_0) (LSTM); None = zeros.
           deterministic: no dropout when True.
-          return_gates: also return the gate activations of every cell.
 
         Returns:
           (outputs [B, S, D·H] of the last layer, zero at padded steps; final state h_n [L·D, B, H]
-          for the GRU, (h_n, c_n) for the LSTM), and with `return_gates` a third item: a list,
-          indexed like `cells`, of {gate name: [B, S, H]}.
+          for the GRU, (h_n, c_n) for the LSTM).
         """
         x = jnp.asarray(x)
         if x.ndim != 3 or x.shape[-1] != self.input_dim:
@@ -356,7 +365,7 @@ class RNN(nnx.Module):
         B, S = x.shape[:2]
         mask = check_padding_mask("RNN", "mask", mask, B, S)
         carries = self._initial_carries(initial_state, B)
-        finals, all_gates = [], []
+        finals = []
         for layer in range(self.num_layers):
             if layer > 0:
                 x = self.dropout(x, deterministic=deterministic)
@@ -369,11 +378,10 @@ class RNN(nnx.Module):
                 )
                 outputs.append(out)
                 finals.append(final)
-                all_gates.append(gates)
+                if self.sow_weights:
+                    cell.sow(nnx.Intermediate, "gates", gates)
             x = jnp.concatenate(outputs, axis=-1)  # [B, S, D·H]
         final_state = jax.tree.map(lambda *parts: jnp.stack(parts), *finals)  # [L·D, B, H]
-        if return_gates:
-            return x, final_state, all_gates
         return x, final_state
 
     def _initial_carries(self, initial_state, batch: int) -> list[Carry]:

@@ -212,10 +212,15 @@ class ConvS2S(nnx.Module):
     `encoder_convs` / `decoder_convs` (lists of `nnx.Conv` [k, D, 2D]), `encoder_out` /
     `decoder_out` ([D, E]), `attention_in` ([D, E]) and `attention_out` ([E, D]) per decoder
     layer, `output_proj` ([E, V]).
+
+    Looking inside: with `sow_weights` on, `decode` sows the attention weights [B, T, S] of decoder
+    layer l as "alignment" on `attention_in[l]` (read them with
+    `attn.layers.collect_intermediates`).
     """
 
-    def __init__(self, config: ConvS2SConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: ConvS2SConfig, *, sow_weights: bool = False, rngs: nnx.Rngs):
         self.config = config
+        self.sow_weights = sow_weights
         dtype, param_dtype = dtype_of(config.dtype), dtype_of(config.param_dtype)
         common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         V, E, D, k = config.vocab_size, config.embed_dim, config.model_dim, config.kernel_size
@@ -292,6 +297,11 @@ class ConvS2S(nnx.Module):
         z = self.encoder_out(hidden)
         return z, z + e
 
+    def set_view(self, sow_weights: bool | None = None) -> None:
+        """Used by `nnx.view(model, sow_weights=...)` to switch sowing in every such layer."""
+        if sow_weights is not None:
+            self.sow_weights = sow_weights
+
     def decode(
         self,
         tgt: ArrayLike,
@@ -299,8 +309,7 @@ class ConvS2S(nnx.Module):
         src_mask: ArrayLike | None = None,
         *,
         deterministic: bool = True,
-        return_attention: bool = False,
-    ) -> Array | tuple[Array, Array]:
+    ) -> Array:
         """Decode the target (teacher forcing): logits for the token after each position.
 
         Args:
@@ -308,11 +317,9 @@ class ConvS2S(nnx.Module):
           encoded: (z, z + e) from `encode`, each [B, S, E].
           src_mask: [B, S], 1/True = real source token; None = no padding.
           deterministic: no dropout when True.
-          return_attention: also return the attention weights [L, B, T, S] of every layer.
 
         Returns:
-          logits [B, T, V], position t depending on tgt[:, :t + 1] only; with
-          `return_attention`, (logits, weights).
+          logits [B, T, V], position t depending on tgt[:, :t + 1] only.
         """
         tgt = self._check_ids("tgt", tgt, "T")
         keys, values = encoded
@@ -334,7 +341,6 @@ class ConvS2S(nnx.Module):
         g = self.target_embedding(tgt) + self.target_positions(jnp.arange(tgt.shape[1]))
         g = self.dropout(g, deterministic=deterministic)
         hidden = self.decoder_in(g)
-        all_weights = []
         for layer, conv in enumerate(self.decoder_convs):
             residual = hidden
             hidden = self.dropout(hidden, deterministic=deterministic)
@@ -346,11 +352,12 @@ class ConvS2S(nnx.Module):
             context = context * jnp.sqrt(source_count).astype(context.dtype)  # m √(1/m)
             y = (self.attention_out[layer](context) + y) * _RESIDUAL_SCALE
             hidden = (y + residual) * _RESIDUAL_SCALE
-            all_weights.append(weights)
+            if self.sow_weights:
+                self.attention_in[layer].sow(nnx.Intermediate, "alignment", weights)
         logits = self.output_proj(
             self.dropout(self.decoder_out(hidden), deterministic=deterministic)
         )
-        return (logits, jnp.stack(all_weights)) if return_attention else logits
+        return logits
 
     def __call__(
         self,

@@ -10,12 +10,12 @@ decoder sees the source only through the final encoder state c (its initial stat
 with every input). `"bahdanau"` attends with the previous decoder state and feeds the context
 into the RNN (Bahdanau et al. 2015); `"luong"` attends with the current state through a dot,
 general or concat score and reads out h̃_t = tanh(W_c [c_t; s_t]), with input feeding (Luong et
-al. 2015). See `attn.layers.rnn_attention` for the cells.
+al. 2015). See `attn.layers.rnn_decoder` for the cells.
 
 Training options: teacher forcing with a ratio, scheduled sampling with the inverse-sigmoid decay
 p_i = k / (k + exp(i / k)) of the teacher-forcing probability over training steps i (Bengio et
 al. 2015), where a step that is not teacher forced reads the model's own previous prediction
-(argmax); the reversed source of Sutskever et al. (2014); hard attention (`hard=`). Decoding:
+(argmax); the reversed source of Sutskever et al. (2014); hard attention (`estimator=`). Decoding:
 `Seq2SeqRNN` implements `attn.decoding.Decoder` (`start`, `step`, `reorder`, `vocab_size`), so
 `attn.decoding.greedy` and `beam_search` run on it directly.
 """
@@ -23,23 +23,18 @@ al. 2015), where a step that is not teacher forced reads the model's own previou
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels import hard
 from attn.kernels.validation import check_dropout_rate, check_positive, check_token_ids
 from attn.layers.recurrent import CELLS, RNN, check_padding_mask
-from attn.layers.rnn_attention import (
-    DECODER_CELLS,
-    HARD_MODES,
-    LUONG_SCORES,
-    NEEDS_KEY,
-    BahdanauDecoderCell,
-    BottleneckDecoderCell,
-    LuongDecoderCell,
-)
+from attn.layers.rnn_attention import LUONG_SCORES
+from attn.layers.rnn_decoder import DECODER_CELLS
+from attn.models.seq2seq_inputs import inverse_sigmoid_decay, reverse_padded
 from attn.models.variants import NamedVariants, dtype_of
 from attn.typing import Array, ArrayLike, PRNGKey
 
@@ -70,8 +65,9 @@ class Seq2SeqRNNConfig(NamedVariants):
         probability at training step i is k / (k + exp(i / k)) (and the ratio is ignored).
       reverse_source: reverse the real tokens of every source sequence (Sutskever et al. 2014).
       dropout_rate: on the source embeddings, between encoder layers, and on the decoder features.
-      hard: None (soft attention) or "straight_through", "gumbel", "reinforce".
-      hard_temperature: τ of the Gumbel-softmax.
+      estimator: None (soft attention) or a hard-attention estimator of
+        `attn.kernels.hard.ESTIMATORS` ("straight_through_argmax", ..., "reinforce").
+      gumbel_temperature: τ of the Gumbel estimators.
       dtype: compute dtype name (None: that of the parameters); param_dtype: parameter dtype name.
     """
 
@@ -91,8 +87,8 @@ class Seq2SeqRNNConfig(NamedVariants):
     scheduled_sampling_k: float | None = None
     reverse_source: bool = False
     dropout_rate: float = 0.0
-    hard: str | None = None
-    hard_temperature: float = 1.0
+    estimator: str | None = None
+    gumbel_temperature: float = 1.0
     dtype: str | None = None
     param_dtype: str = "float32"
 
@@ -123,7 +119,7 @@ class Seq2SeqRNNConfig(NamedVariants):
 
     def __post_init__(self):
         owner = "Seq2SeqRNNConfig"
-        for name in ("vocab_size", "num_layers", "embed_dim", "hidden_dim", "hard_temperature"):
+        for name in ("vocab_size", "num_layers", "embed_dim", "hidden_dim", "gumbel_temperature"):
             check_positive(owner, name, getattr(self, name))
         for name in ("target_vocab_size", "decoder_hidden_dim", "attention_dim"):
             if getattr(self, name) is not None:
@@ -142,15 +138,13 @@ class Seq2SeqRNNConfig(NamedVariants):
             raise ValueError(
                 f"{owner}: unknown score {self.score!r}; expected one of {sorted(LUONG_SCORES)}"
             )
-        if self.hard not in HARD_MODES:
-            raise ValueError(
-                f"{owner}: unknown hard={self.hard!r}; expected one of {list(HARD_MODES)}"
-            )
-        if self.hard is not None and self.attention == "none":
-            raise ValueError(
-                f"{owner}: hard={self.hard!r} needs attention ('bahdanau' or 'luong'), got "
-                "attention='none'"
-            )
+        if self.estimator is not None:
+            hard.check_estimator(owner, "estimator", self.estimator)
+            if self.attention == "none":
+                raise ValueError(
+                    f"{owner}: estimator={self.estimator!r} needs attention ('bahdanau' or "
+                    "'luong'), got attention='none'"
+                )
         if (
             self.attention == "luong"
             and self.score == "dot"
@@ -187,85 +181,31 @@ class Seq2SeqRNNConfig(NamedVariants):
         return self.decoder_hidden_dim or self.encoder_output_dim
 
 
-def inverse_sigmoid_decay(step: int | ArrayLike, k: float) -> Array:
-    """The teacher-forcing probability of scheduled sampling, p_i = k / (k + exp(i / k))
-    (Bengio et al. 2015, "Scheduled Sampling for Sequence Prediction with Recurrent Neural
-    Networks").
-
-    Args:
-      step: i >= 0, the training step (an int or an int array, may be traced).
-      k: k >= 1; larger k decays later (p falls to 1/2 near i = k log k).
-
-    Returns:
-      float32 p_i with the shape of `step`, in (0, 1).
-    """
-    if not k >= 1.0:
-        raise ValueError(f"inverse_sigmoid_decay: k must be >= 1, got {k!r}")
-    i = jnp.asarray(step, jnp.float32)
-    return k / (k + jnp.exp(i / k))
-
-
-def reverse_padded(ids: ArrayLike, mask: ArrayLike) -> tuple[Array, Array]:
-    """Reverse the real tokens of every right-padded row, leaving the padding in place.
-
-        order[b, j] = len_b - 1 - j for j < len_b, else j;   out[b, j] = ids[b, order[b, j]]
-
-    `order` is its own inverse, so it also maps results over reversed positions back.
-
-    Args:
-      ids: [B, S] (any dtype).
-      mask: bool [B, S], True = real token (right padding).
-
-    Returns:
-      (reversed ids [B, S], order int32 [B, S]).
-    """
-    ids, mask = jnp.asarray(ids), jnp.asarray(mask)
-    S = ids.shape[1]
-    lengths = jnp.sum(mask, axis=1, dtype=jnp.int32)[:, None]  # [B, 1]
-    positions = jnp.arange(S, dtype=jnp.int32)[None, :]
-    order = jnp.where(positions < lengths, lengths - 1 - positions, positions)
-    return jnp.take_along_axis(ids, order, axis=1), order
-
-
-class Seq2SeqRNNOutput(NamedTuple):
-    """What `Seq2SeqRNN.__call__` returns with `return_weights`, `return_gates` or
-    `return_log_prob`; fields that were not asked for are None.
-
-    Fields:
-      logits: [B, T, V].
-      weights: [B, T, S] the alignment over the source positions in their original order (zero
-        at padding); None for attention="none".
-      gates: {name: [B, T, Hd]} the gate activations of the top decoder layer over time
-        ("input", "forget", "output" for the LSTM; "reset", "update" for the GRU).
-      encoder_gates: {name: [B, S, H]} those of the top encoder layer's forward direction, in
-        the order the encoder read the source (reversed with `reverse_source`); zero at padding.
-      log_prob: [B, T] log p of the positions sampled by `hard="reinforce"` in training.
-    """
-
-    logits: Array
-    weights: Array | None = None
-    gates: dict[str, Array] | None = None
-    encoder_gates: dict[str, Array] | None = None
-    log_prob: Array | None = None
-
-
 class Seq2SeqRNN(nnx.Module):
     """GRU/LSTM encoder-decoder: `Seq2SeqRNN(src[B, S], tgt_in[B, T], src_mask) -> logits[B, T, V]`.
 
     Submodules: `source_embedding`, `target_embedding` (`nnx.Embed`), `encoder` (`RNN`), `bridge`
     (`nnx.Linear` [Hm, Hd], s_0 = tanh(bridge(final encoder state)) per layer), `cell_bridge`
     (LSTM only: c_0 = cell_bridge(final encoder memory cell)), `decoder` (a decoder cell of
-    `attn.layers.rnn_attention`), `output_proj` (`nnx.Linear` [F, V]) and `dropout`. Random
+    `attn.layers.rnn_decoder`), `output_proj` (`nnx.Linear` [F, V]) and `dropout`. Random
     draws in training (teacher-forcing coins, hard-attention samples) come from `key=` or, when
     it is None, from the module's `sampling` stream (`rngs.sampling`, default `rngs.default`).
+
+    Looking inside: with `sow_weights` on, every call sows "alignment" [B, T, S] (the attention
+    over the source positions in their original order, zero at padding; not for
+    attention="none"), "gates" {name: [B, T, Hd]} (the gate activations of the top decoder layer)
+    and, for `estimator="reinforce"` in training, "log_prob" [B, T] (log p of the sampled source
+    positions, for `attn.kernels.hard_training.reinforce_loss`); the encoder (`RNN`) sows its own
+    gates. Read them with `attn.layers.collect_intermediates`.
 
     Decoding (`attn.decoding.Decoder`): the state is {"carry": the decoder carry, "memory": the
     encoder annotations [B, S, Hm], mask [B, S], summary [B, Hm] and source order [B, S]}, every
     leaf with the batch on axis 0.
     """
 
-    def __init__(self, config: Seq2SeqRNNConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: Seq2SeqRNNConfig, *, sow_weights: bool = False, rngs: nnx.Rngs):
         self.config = config
+        self.sow_weights = sow_weights
         dtype, param_dtype = dtype_of(config.dtype), dtype_of(config.param_dtype)
         common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         E, Hm, Hd = config.embed_dim, config.encoder_output_dim, config.decoder_dim
@@ -283,30 +223,24 @@ class Seq2SeqRNN(nnx.Module):
         self.bridge = nnx.Linear(Hm, Hd, **common)
         self.cell_bridge = nnx.data(nnx.Linear(Hm, Hd, **common) if config.cell == "lstm" else None)
         cell_args = dict(num_layers=config.num_layers, **common)
-        attention_args = dict(
-            attention_dim=config.attention_dim,
-            hard=config.hard,
-            temperature=config.hard_temperature,
-            **cell_args,
-        )
-        if config.attention == "none":
-            decoder = BottleneckDecoderCell(config.cell, E, Hd, Hm, **cell_args)
-        elif config.attention == "bahdanau":
-            decoder = BahdanauDecoderCell(config.cell, E, Hd, Hm, **attention_args)
-        else:
-            decoder = LuongDecoderCell(
-                config.cell,
-                E,
-                Hd,
-                Hm,
-                score=config.score,
-                input_feeding=config.input_feeding,
-                **attention_args,
+        if config.attention != "none":
+            cell_args.update(
+                attention_dim=config.attention_dim,
+                estimator=config.estimator,
+                temperature=config.gumbel_temperature,
             )
+        if config.attention == "luong":
+            cell_args.update(score=config.score, input_feeding=config.input_feeding)
+        decoder = DECODER_CELLS[config.attention](config.cell, E, Hd, Hm, **cell_args)
         self.decoder = decoder
         self.output_proj = nnx.Linear(decoder.features_dim, config.output_vocab_size, **common)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.sampling = rngs["sampling"].fork()
+
+    def set_view(self, sow_weights: bool | None = None) -> None:
+        """Used by `nnx.view(model, sow_weights=...)` to switch sowing in every such layer."""
+        if sow_weights is not None:
+            self.sow_weights = sow_weights
 
     # ------------------------------------------------------------------ encoder
 
@@ -316,22 +250,19 @@ class Seq2SeqRNN(nnx.Module):
         src_mask: ArrayLike | None = None,
         *,
         deterministic: bool = True,
-        return_gates: bool = False,
-    ):
+    ) -> tuple[dict[str, Array], dict[str, Array]]:
         """Run the encoder and prepare the decoder.
 
         Args:
           src: int [B, S] source ids (right-padded).
           src_mask: [B, S], 1/True = real token; None = no padding.
           deterministic: no dropout when True.
-          return_gates: also return the encoder gate activations.
 
         Returns:
           (memory, carry): the memory dict of the decoder cells ("annotations" [B, S, Hm] over
           the positions the encoder read, "mask" [B, S], "summary" [B, Hm] = the final state of
           the top layer, "order" int [B, S] = the source position of each annotation) and the
-          decoder's initial carry. With `return_gates` a third item, {name: [B, S, H]} of the top
-          encoder layer's forward direction.
+          decoder's initial carry.
         """
         src = check_token_ids("Seq2SeqRNN", "src", src, self.config.vocab_size, "S")
         B, S = src.shape
@@ -340,9 +271,7 @@ class Seq2SeqRNN(nnx.Module):
         if self.config.reverse_source:
             src, order = reverse_padded(src, mask)
         x = self.dropout(self.source_embedding(src), deterministic=deterministic)
-        annotations, final, gates = self.encoder(
-            x, mask, deterministic=deterministic, return_gates=True
-        )
+        annotations, final = self.encoder(x, mask, deterministic=deterministic)
         L, D = self.config.num_layers, self.encoder.num_directions
 
         def per_layer(states: Array) -> Array:
@@ -362,8 +291,6 @@ class Seq2SeqRNN(nnx.Module):
             "summary": hidden[:, -1],
             "order": order,
         }
-        if return_gates:
-            return memory, carry, gates[(L - 1) * D]
         return memory, carry
 
     # ------------------------------------------------------------------ full model
@@ -377,10 +304,7 @@ class Seq2SeqRNN(nnx.Module):
         deterministic: bool = True,
         key: PRNGKey | None = None,
         step: int | ArrayLike | None = None,
-        return_weights: bool = False,
-        return_gates: bool = False,
-        return_log_prob: bool = False,
-    ) -> Array | Seq2SeqRNNOutput:
+    ) -> Array:
         """Next-token logits of the target given the source.
 
         Evaluation (`deterministic=True`) is teacher forced: step t reads tgt_in[:, t]. Training
@@ -397,12 +321,9 @@ class Seq2SeqRNN(nnx.Module):
           key: a `jax.random` key for the training-time draws; None: the `sampling` stream.
           step: the training step i of scheduled sampling (required with
             `scheduled_sampling_k` in training; may be traced).
-          return_weights: return the alignment weights [B, T, S].
-          return_gates: return the decoder and encoder gate activations.
-          return_log_prob: return the REINFORCE log-probabilities [B, T] (`hard="reinforce"`).
 
         Returns:
-          logits [B, T, V]; a `Seq2SeqRNNOutput` when any `return_*` flag is set.
+          logits [B, T, V] (see the class docstring for what is sown).
         """
         config = self.config
         tgt_in = check_token_ids("Seq2SeqRNN", "tgt_in", tgt_in, config.output_vocab_size, "T")
@@ -412,11 +333,11 @@ class Seq2SeqRNN(nnx.Module):
                 f"Seq2SeqRNN: tgt_in must have the batch of src, [B, T] with B={src.shape[0]}, "
                 f"got shape {tgt_in.shape}"
             )
-        memory, carry, encoder_gates = self.encode(
-            src, src_mask, deterministic=deterministic, return_gates=True
-        )
+        memory, carry = self.encode(src, src_mask, deterministic=deterministic)
         teacher = self._teacher_probability(deterministic, step)
-        hard_key = not deterministic and config.hard in NEEDS_KEY
+        hard_key = (
+            not deterministic and config.estimator is not None and hard.needs_key(config.estimator)
+        )
         if (teacher is not None or hard_key) and key is None:
             key = self.sampling()
         T = tgt_in.shape[1]
@@ -430,18 +351,14 @@ class Seq2SeqRNN(nnx.Module):
             coins = coins.at[:, 0].set(True)  # the start token is always given
             steps = self._decode_mixed(carry, memory, tgt_in, coins, step_keys, deterministic)
         logits = self.output_proj(self.dropout(steps.features, deterministic=deterministic))
-        if not (return_weights or return_gates or return_log_prob):
-            return logits
-        weights = None
-        if return_weights and steps.weights is not None:
-            weights = self._source_order(steps.weights, memory["order"])
-        return Seq2SeqRNNOutput(
-            logits,
-            weights=weights,
-            gates=steps.gates if return_gates else None,
-            encoder_gates=encoder_gates if return_gates else None,
-            log_prob=steps.log_prob if return_log_prob else None,
-        )
+        if self.sow_weights:  # after the scans: a sow inside `jax.lax.scan` would leak tracers
+            if steps.weights is not None:
+                alignment = self._source_order(steps.weights, memory["order"])
+                self.sow(nnx.Intermediate, "alignment", alignment)
+            self.sow(nnx.Intermediate, "gates", steps.gates)
+            if steps.log_prob is not None:
+                self.sow(nnx.Intermediate, "log_prob", steps.log_prob)
+        return logits
 
     def _teacher_probability(self, deterministic: bool, step) -> Array | float | None:
         """The teacher-forcing probability p, or None for a fully teacher-forced pass."""

@@ -25,7 +25,7 @@ from flax import nnx
 
 from attn import decoding
 from attn.data import BOS_ID, EOS_ID, PAD_ID, mask_tokens, shift_right
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.models import (
     Bert,
     BertConfig,
@@ -239,7 +239,9 @@ class Task:
         (the tokens, or the class token and patches of an image).
         """
         inputs, _, _ = self._inputs_and_labels(batch, jax.random.key(0))
-        _, weights = collect_attention_weights(_LogitsOf(self, model), *inputs)
+        _, weights = collect_intermediates(
+            _LogitsOf(self, model), *inputs, names=("attention_weights",)
+        )
         if not weights:
             raise ValueError(
                 f"Task.attention_maps: the {self.family} model has no attention layers to show"

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn.kernels import estimators, hard
+from attn.kernels import hard
 from attn.kernels.attention import attention
 
 T, S, H, HV = 5, 7, 3, 2
@@ -349,13 +349,13 @@ def test_fully_masked_rows_in_hard_attention_give_zero_output_and_gradients():
     @jax.jit
     def outputs_and_grads(q, k, v):
         results = {}
-        for estimator in hard.ESTIMATORS:
+        for estimator in (None, *hard.ESTIMATORS):
 
             def loss(q, k, v, estimator=estimator):
                 out, _ = hard.hard_attention(q, k, v, key=_key(0), mask=mask, estimator=estimator)
                 return jnp.sum(out**2), out
 
-            results[estimator] = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(q, k, v)
+            results[str(estimator)] = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(q, k, v)
         return results
 
     for estimator, (grads, out) in outputs_and_grads(q, k, v).items():
@@ -375,7 +375,7 @@ def test_hard_attention_argmax_selects_the_best_scoring_value():
     np.testing.assert_array_equal(weights, _one_hot(best, S))
     # The default scale 1/sqrt(H) is covered by the comparison with soft attention below.
     key = _key(0)
-    _, scaled = hard_attention(q, k, v, key=key, estimator="gumbel", scale=0.01)
+    _, scaled = hard_attention(q, k, v, key=key, estimator="gumbel_relaxed", scale=0.01)
     g = np.asarray(jax.random.gumbel(key, (T, S)))
     want = _np_masked_softmax(np.asarray(q, np.float64) @ k.T * 0.01 + g, True)
     np.testing.assert_allclose(scaled, want, rtol=1e-5, atol=1e-6)
@@ -387,7 +387,7 @@ def test_hard_attention_straight_through_has_soft_attention_gradient_for_q_and_k
     cotangent = _logits(T, HV, seed=4)
 
     def hard_out(q, k):
-        return hard.hard_attention(q, k, v, mask=mask, estimator="straight_through")[0]
+        return hard.hard_attention(q, k, v, mask=mask, estimator="straight_through_argmax")[0]
 
     def soft_out(q, k):
         return attention(q, k, v, mask=mask)[0]
@@ -445,9 +445,13 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_hard_attention_bad_arguments():
     q, k, v = _logits(T, H), _logits(S, H), _logits(S, HV)
-    with pytest.raises(ValueError, match=r"unknown estimator 'topk'.*'argmax', 'sample'"):
+    with pytest.raises(
+        ValueError, match=r"unknown estimator 'topk'.*'straight_through_argmax', 'straight_"
+    ):
         hard.hard_attention(q, k, v, estimator="topk")
-    for estimator in hard.NEEDS_KEY:
+    sampling = [name for name in hard.ESTIMATORS if hard.needs_key(name)]
+    assert sampling == [name for name in hard.ESTIMATORS if name != "straight_through_argmax"]
+    for estimator in sampling:
         with pytest.raises(ValueError, match=rf"estimator='{estimator}' .* needs a key"):
             hard.hard_attention(q, k, v, estimator=estimator)
     with pytest.raises(
@@ -463,116 +467,4 @@ def test_hard_attention_bad_arguments():
     with pytest.raises(TypeError, match="mask must be boolean"):
         hard.hard_attention(q, k, v, mask=np.ones((T, S), np.int32))
     with pytest.raises(ValueError, match="temperature must be > 0, got -0.5"):
-        hard.hard_attention(q, k, v, estimator="gumbel", key=_key(0), temperature=-0.5)
-
-
-# ---------------------------------------------- training estimators (attn.kernels.estimators)
-
-
-def test_gumbel_temperature_follows_the_annealing_schedule():
-    steps = np.asarray([0, 1, 50, 200, 1000, 10**6])
-    got = np.asarray(
-        [estimators.gumbel_temperature(s, initial=2.0, minimum=0.5, rate=0.01) for s in steps]
-    )
-    want = np.maximum(0.5, 2.0 * np.exp(-0.01 * steps))
-    np.testing.assert_allclose(got, want, rtol=1e-6)
-    assert got[0] == 2.0 and got[-1] == 0.5 and np.all(np.diff(got) <= 0)
-    traced = jax.jit(
-        lambda s: estimators.gumbel_temperature(s, initial=2.0, minimum=0.5, rate=0.01)
-    )
-    np.testing.assert_allclose(jax.vmap(traced)(steps), want, rtol=1e-6)
-    with pytest.raises(ValueError, match="initial must be > 0, got 0.0"):
-        estimators.gumbel_temperature(0, initial=0.0)
-    with pytest.raises(ValueError, match=r"minimum must be in \(0, initial=1.0\], got 2.0"):
-        estimators.gumbel_temperature(0, minimum=2.0)
-    with pytest.raises(ValueError, match="rate must be >= 0, got -1.0"):
-        estimators.gumbel_temperature(0, rate=-1.0)
-    with pytest.raises(ValueError, match=r"step must be a scalar, got shape \(2,\)"):
-        estimators.gumbel_temperature(np.zeros(2))
-
-
-def test_reinforce_loss_value_gradient_and_baseline_update():
-    log_prob = _logits(B, N, T, seed=3) - 3.0
-    reward = np.asarray([1.5, -0.5], np.float32)  # one reward per example: [B]
-    entropy_values = np.abs(_logits(B, N, T, seed=4))
-    baseline, decay, weight = 0.25, 0.8, 0.1
-
-    def loss(log_prob, reward, entropy_values):
-        return estimators.reinforce_loss(
-            log_prob, reward, baseline, decay=decay, entropy=entropy_values, entropy_weight=weight
-        )
-
-    (value, new_baseline), pullback = jax.vjp(loss, log_prob, reward, entropy_values)
-    advantage = (reward - baseline)[:, None, None]
-    want = -np.mean(advantage * log_prob) - weight * np.mean(entropy_values)
-    np.testing.assert_allclose(value, want, rtol=1e-5)
-    np.testing.assert_allclose(new_baseline, decay * baseline + (1 - decay) * reward.mean())
-    d_log_prob, d_reward, d_entropy = pullback((jnp.float32(1.0), jnp.float32(0.0)))
-    size = log_prob.size
-    np.testing.assert_allclose(d_log_prob, -np.broadcast_to(advantage, log_prob.shape) / size)
-    np.testing.assert_array_equal(d_reward, 0.0)  # the reward is a constant of the surrogate
-    np.testing.assert_allclose(d_entropy, np.full(log_prob.shape, -weight / size), rtol=1e-6)
-    # A per-selection reward [B, N, T] works too, and the baseline leaves the expectation alone.
-    per_selection = np.broadcast_to(reward[:, None, None], log_prob.shape)
-    same, _ = estimators.reinforce_loss(log_prob, per_selection, baseline)
-    np.testing.assert_allclose(same, -np.mean(advantage * log_prob), rtol=1e-5)
-    np.testing.assert_allclose(
-        estimators.update_baseline(0.0, per_selection, 0.5), 0.5 * reward.mean(), rtol=1e-6
-    )
-
-
-def test_reinforce_loss_bad_inputs():
-    log_prob = _logits(B, N, T)
-    with pytest.raises(ValueError, match=r"reward must have a prefix of the shape of log_prob"):
-        estimators.reinforce_loss(log_prob, np.zeros(N, np.float32), 0.0)
-    with pytest.raises(TypeError, match="reward must be a floating-point array, got dtype int32"):
-        estimators.reinforce_loss(log_prob, np.zeros(B, np.int32), 0.0)
-    with pytest.raises(ValueError, match=r"entropy_weight=0.1 needs the entropy"):
-        estimators.reinforce_loss(log_prob, np.zeros(B, np.float32), 0.0, entropy_weight=0.1)
-    with pytest.raises(ValueError, match=r"entropy must have the shape of log_prob \[2, 4, 5\]"):
-        estimators.reinforce_loss(
-            log_prob, np.zeros(B, np.float32), 0.0, entropy=np.zeros(B, np.float32)
-        )
-    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\), got 1.0"):
-        estimators.update_baseline(0.0, np.zeros(B, np.float32), 1.0)
-    with pytest.raises(ValueError, match=r"baseline must be a scalar, got shape \(2,\)"):
-        estimators.update_baseline(np.zeros(2), np.zeros(B, np.float32))
-
-
-def test_gradient_variance_measures_the_variance_over_draws():
-    scales = {"straight_through": 0.5, "gumbel": 1.0, "reinforce": 3.0}
-
-    def gradient(estimator, key):
-        a_key, b_key = jax.random.split(key)
-        return {
-            "a": scales[estimator] * jax.random.normal(a_key, (40,)),
-            "b": (scales[estimator] * jax.random.normal(b_key, (3, 2)), jnp.ones(4)),
-        }
-
-    got = estimators.gradient_variance(gradient, _key(0), num_samples=400)
-    assert list(got) == list(estimators.ESTIMATORS)
-    # Entries "a" and "b" have variance scale², the constant entries 0: 46 of 50 entries vary.
-    for estimator, scale in scales.items():
-        np.testing.assert_allclose(got[estimator], scale**2 * 46 / 50, rtol=0.1)
-    # The same keys for every estimator: the draws differ only by their scale, so the variances
-    # are in the ratio of the squared scales up to rounding (independent draws would miss it).
-    np.testing.assert_allclose(got["gumbel"] / got["straight_through"], 4.0, rtol=1e-5)
-
-
-def test_gradient_variance_bad_arguments():
-    def gradient(estimator, key):
-        return {"w": jax.random.normal(key, (3,))}
-
-    allowed = r"\['straight_through', 'gumbel', 'reinforce'\]"
-    with pytest.raises(ValueError, match=rf"unknown estimator 'argmax'; expected one of {allowed}"):
-        estimators.gradient_variance(gradient, _key(0), estimators=["gumbel", "argmax"])
-    with pytest.raises(TypeError, match="estimators must be a sequence of names, got 'gumbel'"):
-        estimators.gradient_variance(gradient, _key(0), estimators="gumbel")
-    with pytest.raises(ValueError, match="num_samples must be an integer >= 2, got 1"):
-        estimators.gradient_variance(gradient, _key(0), num_samples=1)
-    with pytest.raises(TypeError, match=r"gradient\('gumbel', key\) must be a floating-point"):
-        estimators.gradient_variance(
-            lambda e, key: jnp.zeros(3, jnp.int32), _key(0), estimators=["gumbel"]
-        )
-    with pytest.raises(ValueError, match=r"gradient\('reinforce', key\) returned no arrays"):
-        estimators.gradient_variance(lambda e, key: {}, _key(0), estimators=["reinforce"])
+        hard.hard_attention(q, k, v, estimator="gumbel_relaxed", key=_key(0), temperature=-0.5)

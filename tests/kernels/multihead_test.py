@@ -254,6 +254,38 @@ def test_choose_implementation():
     assert choose_implementation(q, k, v, return_weights=False, platform="gpu") == "xla"
 
 
+def test_choose_implementation_every_row_of_the_table():
+    """Each row of the docstring's table, by platform, dtype, head dim, length and arguments."""
+
+    def choice(S=16, H=64, dtype=jnp.bfloat16, platform="gpu", **kwargs):
+        q = jax.ShapeDtypeStruct((1, 16, 4, H), dtype)
+        k = jax.ShapeDtypeStruct((1, S, 2, H), dtype)
+        return choose_implementation(q, k, k, return_weights=False, platform=platform, **kwargs)
+
+    long = 1024
+    # GPU: cudnn where it applies, even for long sequences and with a run-time mask.
+    assert choice() == choice(S=long) == choice(S=long, has_mask=True) == "cudnn"
+    assert choice(dtype=jnp.float16) == "cudnn"
+    # GPU, 16-bit, a head dim cudnn does not take: triton from S = 1024 up, xla below.
+    assert choice(S=long, H=256) == choice(S=long, H=12) == "triton"
+    assert choice(S=long - 1, H=256) == "xla"
+    # GPU: a bias, a window or a mask where triton would apply: xla.
+    assert choice(S=long, has_bias=True) == "xla"
+    assert choice(S=long, local_window_size=(4, 0)) == "xla"
+    assert choice(S=long, H=256, has_mask=True) == "xla"
+    assert choice(S=long, H=256, has_bias=True) == "xla"
+    assert choice(S=long, dtype=jnp.float32) == "xla"  # float32: neither cudnn nor triton
+    # TPU: splash from S = 1024 up (any float but float64, a window is static), xla otherwise.
+    for dtype in (jnp.bfloat16, jnp.float32):
+        assert choice(S=long, dtype=dtype, platform="tpu") == "splash"
+        assert choice(S=long - 1, dtype=dtype, platform="tpu") == "xla"
+    assert choice(S=long, platform="tpu", local_window_size=(128, 0)) == "splash"
+    assert choice(S=long, platform="tpu", has_mask=True) == "xla"
+    assert choice(S=long, platform="tpu", has_bias=True) == "xla"
+    # CPU: blockwise for everything; weights: reference.
+    assert choice(S=long, platform="cpu") == choice(platform="cpu", has_bias=True) == "blockwise"
+
+
 def test_jitted_call_does_not_retrace_for_same_shapes():
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -352,3 +384,85 @@ def test_empty_keys_give_zero_output(implementation):
     q, k, v = _inputs()
     out = _call(implementation, q, k[:, :0], v[:, :0])
     np.testing.assert_array_equal(out, np.zeros((B, T, N, H)))
+
+
+def _vmap_cases():
+    """(name, kwargs batched over B (in_axes 0), kwargs shared by every example (in_axes None))."""
+    rng = np.random.default_rng(23)
+    key_mask = _rng_mask(24, (B, 1, T, S))
+    shared_mask = _rng_mask(25, (1, N, T, S))
+    bias = jnp.asarray(rng.normal(size=(B, N, T, S)), jnp.float32)
+    return [
+        ("plain", {}, {}),
+        ("causal", {}, {"is_causal": True}),
+        ("window", {}, {"local_window_size": (2, 1)}),
+        ("mask_per_example", {"mask": key_mask}, {}),
+        ("mask_shared_4d", {}, {"mask": shared_mask}),
+        ("mask_shared_2d_causal", {}, {"mask": _rng_mask(26, (T, S)), "is_causal": True}),
+        ("bias_per_example", {"bias": bias}, {}),
+        ("lengths_per_example", {"key_value_seq_lengths": jnp.array([7, 4])}, {}),
+        (
+            "both_lengths",
+            {"query_seq_lengths": jnp.array([3, 5]), "key_value_seq_lengths": jnp.array([6, 2])},
+            {},
+        ),
+    ]
+
+
+VMAP_CASES = _vmap_cases()
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", VMAP_CASES, ids=[c[0] for c in VMAP_CASES])
+def test_unbatched_inputs_under_vmap_match_jax_nn(implementation, case):
+    """jax.vmap over the batch hands each call [T, N, H] inputs, as jax.nn's own tests do."""
+    _, per_example, shared = case
+    q, k, v = _inputs(seed=27)
+    names = tuple(per_example)
+
+    def one_example(q, k, v, *batched):
+        kwargs = dict(zip(names, batched, strict=True))
+        return dot_product_attention(q, k, v, implementation=implementation, **kwargs, **shared)
+
+    got = jax.vmap(one_example)(q, k, v, *per_example.values())
+    kwargs = {**per_example, **shared}
+    want = jax.nn.dot_product_attention(q, k, v, implementation="xla", **kwargs)
+    allowed = masks.build_mask(
+        T,
+        S,
+        **{
+            n: kwargs.get(n)
+            for n in (
+                "mask",
+                "is_causal",
+                "query_seq_lengths",
+                "key_value_seq_lengths",
+                "local_window_size",
+            )
+        },
+    )
+    if allowed is not None:  # jax.nn gives mean(V) where a query may attend to nothing; we give 0
+        attends = jnp.broadcast_to(jnp.any(allowed, axis=-1), (B, N, T)).transpose(0, 2, 1)
+        want = jnp.where(attends[..., None], want, 0.0)
+    assert got.shape == (B, T, N, H)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_unbatched_call_with_lengths_of_one_example(implementation):
+    q, k, v = _inputs(seed=28)
+    mask = _rng_mask(29, (N, T, S))  # [N, T, S] broadcasts to [1, N, T, S]
+    kwargs = {"mask": mask, "key_value_seq_lengths": jnp.array([5]), "is_causal": True}
+    got = dot_product_attention(q[1], k[1], v[1], implementation=implementation, **kwargs)
+    want = dot_product_attention(q[1:], k[1:], v[1:], implementation="reference", **kwargs)
+    assert got.shape == (T, N, H)
+    np.testing.assert_allclose(got, want[0], rtol=2e-5, atol=2e-5)
+    out, weights = dot_product_attention(q[1], k[1], v[1], return_weights=True, **kwargs)
+    assert out.shape == (T, N, H) and weights.shape == (N, T, S)
+
+
+def test_blockwise_attention_takes_unbatched_inputs():
+    q, k, v = _inputs(seed=30)
+    got = blockwise_attention(q[0], k[0], v[0], is_causal=True, block_q=2, block_k=3)
+    want = blockwise_attention(q[:1], k[:1], v[:1], is_causal=True, block_q=2, block_k=3)
+    np.testing.assert_array_equal(got, want[0])

@@ -17,10 +17,28 @@ v = jnp.zeros((2, 7, 2, 3))
     ("args", "kwargs", "error", "pattern"),
     [
         (
+            (q[0, 0], k, v),
+            {},
+            ValueError,
+            r"query must have shape \[B, T, N, H\] or, unbatched, \[T, N, H\].*got shape \(4, 3\)",
+        ),
+        (
             (q[0], k, v),
             {},
             ValueError,
-            r"query must have shape \[B, T, N, H\].*got shape \(5, 4, 3\)",
+            r"key must have shape \[S, K, H\] = \[\?, \?, 3\].*got shape \(2, 7, 2, 3\)",
+        ),
+        (
+            (q[0], k[0], v[0]),
+            {"mask": jnp.ones((2, 4, 5, 7), bool)},
+            ValueError,
+            r"mask must broadcast to \[B, N, T, S\] = \[1, 4, 5, 7\]",
+        ),
+        (
+            (q[0], k[0], v[0]),
+            {"key_value_seq_lengths": jnp.array([3, 4])},
+            ValueError,
+            r"key_value_seq_lengths must have shape \[B\] = \[1\]",
         ),
         (
             (q, k[:1], v),

@@ -1,4 +1,4 @@
-"""MultiHeadAttention: against the kernel and NumPy, cached decoding, scores, weight capture."""
+"""MultiHeadAttention: against the kernel and NumPy, cached decoding, scores, sown weights."""
 
 import chex
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import pytest
 from flax import nnx
 
 from attn.kernels import dot_product_attention
-from attn.layers.attention import MultiHeadAttention, collect_attention_weights
+from attn.layers.attention import MultiHeadAttention
+from attn.layers.intermediates import collect_intermediates
 from tests.numpy_reference import numpy_attention
 
 B, T, D, N = 2, 7, 24, 4
@@ -102,7 +103,8 @@ def test_cross_attention_cache_projects_the_context_once():
 def test_every_score_gives_normalised_causal_weights(score):
     layer = MultiHeadAttention(N, D, num_kv_heads=2, score=score, rngs=nnx.Rngs(7))
     x = _x(7)
-    out, weights = layer(x, is_causal=True, return_weights=True)
+    out, found = collect_intermediates(layer, x, is_causal=True)
+    weights = found[("attention_weights",)]
     assert out.shape == (B, T, D) and weights.shape == (B, N, T, T)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
     assert np.all(np.triu(np.asarray(weights), k=1) == 0.0)
@@ -121,26 +123,6 @@ def test_scaled_dot_equals_the_kernel_call():
     v = layer.value(x).reshape(B, T, N, -1)
     want = layer.out(dot_product_attention(q, k, v, is_causal=True).reshape(B, T, D))
     np.testing.assert_allclose(layer(x, is_causal=True), want, rtol=1e-5, atol=1e-6)
-
-
-def test_collect_attention_weights_from_a_container():
-    class Two(nnx.Module):
-        def __init__(self):
-            self.layers = nnx.List([MultiHeadAttention(N, D, rngs=nnx.Rngs(i)) for i in range(2)])
-
-        def __call__(self, x):
-            for layer in self.layers:
-                x = layer(x, is_causal=True)
-            return x
-
-    model = Two()
-    x = _x(9)
-    out, weights = collect_attention_weights(model, x)
-    np.testing.assert_allclose(out, model(x), rtol=1e-5, atol=1e-6)
-    assert sorted(weights) == [("layers", 0), ("layers", 1)]
-    for w in weights.values():
-        assert w.shape == (B, N, T, T)
-    assert not model.layers[0].capture_weights  # switched off again
 
 
 def test_attention_dropout_only_in_training():

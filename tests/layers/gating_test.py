@@ -1,5 +1,5 @@
 """Tests for attn.layers.gating: squeeze-and-excitation and the gated linear unit against float64
-NumPy forwards from the modules' own parameters, inspectable weights (returned, sown, captured),
+NumPy forwards from the modules' own parameters, inspectable weights (sown, collected, captured),
 dtypes and input validation."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from attn.layers.gating import GatedLinearUnit, SqueezeExcitation
+from attn.layers.intermediates import collect_intermediates
 
 B, H, W, T, C, D, F = 2, 3, 5, 7, 8, 6, 4
 
@@ -52,6 +53,18 @@ def numpy_glu(model: GatedLinearUnit, x: np.ndarray) -> tuple[np.ndarray, np.nda
     return g * _dense(x, model.value_proj), g
 
 
+def _se(model: SqueezeExcitation, x) -> tuple[jax.Array, jax.Array]:
+    """(out, channel weights [B, C]) of one call, through the collector."""
+    out, found = collect_intermediates(model, x)
+    return out, found[("channel_weights",)]
+
+
+def _glu(model: GatedLinearUnit, x) -> tuple[jax.Array, jax.Array]:
+    """(y, gates) of one call, through the collector."""
+    y, found = collect_intermediates(model, x)
+    return y, found[("gates",)]
+
+
 def _quiet_sow(fn, *args, **kwargs):
     """Calls `fn` outside `nnx.capture`, where flax warns that sowing there is deprecated."""
     with warnings.catch_warnings():
@@ -75,7 +88,7 @@ def test_se_images_match_numpy():
     x = _x(B, H, W, C)
     hidden = _dense(x.mean(axis=(1, 2)), model.reduce_proj)
     assert np.all(hidden > 0)  # no ReLU unit is dead, so every weight depends on the input
-    out, s = model(x, return_weights=True)
+    out, s = _se(model, x)
     want_out, want_s = numpy_se(model, x)
     assert out.shape == (B, H, W, C) and s.shape == (B, C)
     np.testing.assert_allclose(s, want_s, rtol=1e-5, atol=1e-6)
@@ -86,7 +99,7 @@ def test_se_images_match_numpy():
 def test_se_weights_lie_in_open_unit_interval_and_differ_per_example():
     # Default initializers: wide ones saturate the float32 sigmoid to exactly 1.
     model = SqueezeExcitation(C, reduction=2, rngs=_rngs(1))
-    _, s = model(_x(B, H, W, C, seed=3), return_weights=True)
+    _, s = _se(model, _x(B, H, W, C, seed=3))
     s = np.asarray(s)
     assert np.all((s > 0) & (s < 1))
     assert not np.allclose(s[0], s[1])  # pooled per example, not over the batch
@@ -106,7 +119,7 @@ def test_se_parameters_and_hidden_width():
 def test_se_pools_over_every_axis_between_batch_and_channels(shape):
     model = SqueezeExcitation(C, reduction=2, rngs=_rngs(2), **WIDE)
     x = _x(*shape, seed=1)
-    out, s = model(x, return_weights=True)
+    out, s = _se(model, x)
     want_out, want_s = numpy_se(model, x)
     assert s.shape == (B, C)
     np.testing.assert_allclose(s, want_s, rtol=1e-5, atol=1e-6)
@@ -122,8 +135,10 @@ def test_se_under_jit_equals_eager():
 def test_se_sows_channel_weights_for_nnx_pop():
     model = SqueezeExcitation(C, reduction=4, sow_weights=True, rngs=_rngs(4), **WIDE)
     x1, x2 = _x(B, H, W, C, seed=1), _x(B, H, W, C, seed=2)
-    _, s1 = _quiet_sow(model, x1, return_weights=True)
-    _, s2 = _quiet_sow(model, x2, return_weights=True)
+    s1, s2 = _se(model, x1)[1], _se(model, x2)[1]
+    assert model.sow_weights and not nnx.state(model, nnx.Intermediate)  # left as it was
+    _quiet_sow(model, x1)
+    _quiet_sow(model, x2)
     sown = nnx.pop(model, nnx.Intermediate)
     got = sown["channel_weights"].get_value()
     assert len(got) == 2  # one entry per call
@@ -136,8 +151,9 @@ def test_se_sows_nothing_by_default():
     model = SqueezeExcitation(C, reduction=4, rngs=_rngs(4))
     model(_x(B, T, C))
     assert not nnx.state(model, nnx.Intermediate)
-    _quiet_sow(model, _x(B, T, C), sow_weights=True)
-    assert "channel_weights" in nnx.pop(model, nnx.Intermediate)
+    inspected = nnx.view(model, sow_weights=True)
+    _quiet_sow(inspected, _x(B, T, C))
+    assert "channel_weights" in nnx.pop(inspected, nnx.Intermediate)
 
 
 def test_se_weights_of_a_whole_model_through_view_and_capture():
@@ -146,8 +162,8 @@ def test_se_weights_of_a_whole_model_through_view_and_capture():
     inspected = nnx.view(model, sow_weights=True)
     out, sown = nnx.capture(inspected, nnx.Intermediate)(x)
     np.testing.assert_array_equal(out, model(x))
-    _, want_first = model.first(x, return_weights=True)
-    _, want_second = model.second(model.first(x), return_weights=True)
+    _, want_first = _se(model.first, x)
+    _, want_second = _se(model.second, model.first(x))
     np.testing.assert_array_equal(sown["first"]["channel_weights"].get_value()[0], want_first)
     np.testing.assert_array_equal(sown["second"]["channel_weights"].get_value()[0], want_second)
     # The view shares the parameters but leaves the original model's mode alone.
@@ -161,7 +177,7 @@ def test_se_bfloat16_compute_keeps_float32_params():
     ref = SqueezeExcitation(C, reduction=2, rngs=_rngs(6), **WIDE)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
     x = _x(B, H, W, C)
-    out, s = model(x, return_weights=True)
+    out, s = _se(model, x)
     assert out.dtype == jnp.bfloat16 and s.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(out, np.float32), ref(x), rtol=0.05, atol=0.05)
     out16 = model(jnp.asarray(x, jnp.bfloat16))
@@ -198,7 +214,7 @@ def test_se_bad_constructor_arguments(kwargs, error, message):
 def test_glu_matches_numpy_and_returns_gates():
     model = GatedLinearUnit(D, F, rngs=_rngs(7), **WIDE)
     x = _x(B, T, D)
-    y, g = model(x, return_gates=True)
+    y, g = _glu(model, x)
     want_y, want_g = numpy_glu(model, x)
     assert y.shape == (B, T, F) and g.shape == (B, T, F)
     np.testing.assert_allclose(g, want_g, rtol=1e-5, atol=1e-6)
@@ -217,8 +233,11 @@ def test_glu_parameters():
 def test_glu_sows_gates():
     model = GatedLinearUnit(D, F, rngs=_rngs(8))
     x = _x(T, D)
-    _, g = _quiet_sow(model, x, return_gates=True, sow_weights=True)
-    np.testing.assert_array_equal(nnx.pop(model, nnx.Intermediate)["gates"].get_value()[0], g)
+    _, g = _glu(model, x)
+    assert not model.sow_weights and not nnx.state(model, nnx.Intermediate)
+    inspected = nnx.view(model, sow_weights=True)
+    _quiet_sow(inspected, x)
+    np.testing.assert_array_equal(nnx.pop(inspected, nnx.Intermediate)["gates"].get_value()[0], g)
     model(x)
     assert not nnx.state(model, nnx.Intermediate)
     _, sown = nnx.capture(nnx.view(model, sow_weights=True), nnx.Intermediate)(x)
@@ -227,7 +246,7 @@ def test_glu_sows_gates():
 
 def test_glu_bfloat16():
     model = GatedLinearUnit(D, F, dtype=jnp.bfloat16, rngs=_rngs(9))
-    y, g = model(_x(T, D), return_gates=True)
+    y, g = _glu(model, _x(T, D))
     assert y.dtype == jnp.bfloat16 and g.dtype == jnp.bfloat16
     assert model.gate_proj.kernel.dtype == jnp.float32
 

@@ -1,5 +1,6 @@
-"""Hard (one-position) attention in MultiHeadAttention: the argmax selection against soft attention,
-the three training estimators, learning an alignment task and their gradient variance.
+"""HardMultiHeadAttention: the argmax selection against soft attention, the training estimators,
+one estimator name meaning the same in the RNN attention layers, learning an alignment task and the
+estimators' gradient variance.
 
 Keys are "rbg" keys, which compile much faster than threefry on CPU.
 """
@@ -13,13 +14,12 @@ import optax
 import pytest
 from flax import nnx
 
-from attn.kernels.estimators import (
-    ESTIMATORS,
-    gradient_variance,
-    gumbel_temperature,
-    reinforce_loss,
-)
-from attn.layers.attention import HardSelection, MultiHeadAttention
+from attn.kernels.hard import ESTIMATORS
+from attn.kernels.hard_training import gradient_variance, gumbel_temperature, reinforce_loss
+from attn.layers.attention import MultiHeadAttention
+from attn.layers.hard_attention import HardMultiHeadAttention, HardSelection
+from attn.layers.intermediates import collect_intermediates
+from attn.layers.rnn_attention import BahdanauAttention, LuongAttention
 
 B, T, S, D, N, K = 2, 5, 7, 12, 4, 2
 
@@ -32,12 +32,20 @@ def _x(seed: int, shape: tuple[int, ...]) -> jax.Array:
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape) * 2.0, jnp.float32)
 
 
-def _pair(hard: str, score: str = "scaled_dot", seed: int = 0, **kwargs):
+def _pair(estimator: str, score: str = "scaled_dot", seed: int = 0, **kwargs):
     """A soft and a hard layer with the same parameters."""
-    common = dict(num_kv_heads=K, score=score, **kwargs)
+    common = dict(num_kv_heads=K, score=score)
     soft = MultiHeadAttention(N, D, **common, rngs=nnx.Rngs(seed))
-    hard = MultiHeadAttention(N, D, **common, hard=hard, rngs=nnx.Rngs(seed))
+    hard = HardMultiHeadAttention(
+        N, D, **common, estimator=estimator, **kwargs, rngs=nnx.Rngs(seed)
+    )
     return soft, hard
+
+
+def _inspect(layer, *args, **kwargs):
+    """(out, weights [B, N, T, S], selection or None) of one call, through the collector."""
+    out, found = collect_intermediates(layer, *args, **kwargs)
+    return out, found[("attention_weights",)], found.get(("selection",))
 
 
 def _selected_output(layer: MultiHeadAttention, context: jax.Array, index: jax.Array) -> jax.Array:
@@ -61,15 +69,13 @@ def _selected_output(layer: MultiHeadAttention, context: jax.Array, index: jax.A
 
 @pytest.mark.parametrize("score", ["scaled_dot", "cosine", "general", "additive"])
 def test_deterministic_hard_attention_selects_the_argmax_of_the_soft_weights(score):
-    soft, hard = _pair("straight_through", score, seed=1)
+    soft, hard = _pair("straight_through_sample", score, seed=1)
     x, context = _x(1, (B, T, D)), _x(2, (B, S, D))
     mask = np.random.default_rng(3).random((B, 1, T, S)) < 0.7
     mask[..., 0] = True
     mask[1, 0, 2] = False  # a query that may attend nowhere
-    _, soft_weights = soft(x, context, mask=mask, return_weights=True)
-    out, weights, selection = hard(
-        x, context, mask=mask, return_weights=True, return_selection=True
-    )
+    _, soft_weights, _ = _inspect(soft, x, context, mask=mask)
+    out, weights, selection = _inspect(hard, x, context, mask=mask)
     assert isinstance(selection, HardSelection)
     want_index = np.argmax(np.asarray(soft_weights), -1)
     want_index[1, :, 2] = -1
@@ -89,8 +95,8 @@ def test_causal_hard_self_attention_never_selects_the_future():
     _, hard = _pair("reinforce", seed=2)
     x = _x(4, (B, T, D))
     for deterministic in (True, False):
-        _, selection = hard(
-            x, is_causal=True, deterministic=deterministic, key=_key(0), return_selection=True
+        _, _, selection = _inspect(
+            hard, x, is_causal=True, deterministic=deterministic, key=_key(0)
         )
         index = np.asarray(selection.index)
         assert np.all(index <= np.arange(T)[None, None, :]), deterministic
@@ -99,9 +105,11 @@ def test_causal_hard_self_attention_never_selects_the_future():
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_cached_hard_decoding_equals_the_full_causal_pass(dtype):
-    layer = MultiHeadAttention(N, D, num_kv_heads=K, hard="gumbel", dtype=dtype, rngs=nnx.Rngs(6))
+    layer = HardMultiHeadAttention(
+        N, D, num_kv_heads=K, estimator="gumbel_relaxed", dtype=dtype, rngs=nnx.Rngs(6)
+    )
     x = _x(11, (B, T, D)).astype(dtype)
-    full, selection = layer(x, is_causal=True, return_selection=True)
+    full, _, selection = _inspect(layer, x, is_causal=True)
     assert full.dtype == dtype and selection.log_prob.dtype == jnp.float32
     layer.init_cache(B, T + 2)
     prefill = layer(x[:, :3], decode=True)
@@ -113,28 +121,25 @@ def test_cached_hard_decoding_equals_the_full_causal_pass(dtype):
     )
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
 def test_training_mode_samples_and_routes_gradients_as_the_estimator_says(estimator):
     soft, hard = _pair(estimator, seed=3)
     x, context = _x(5, (B, T, D)), _x(6, (B, S, D))
     key, temperature = _key(7), 0.4
-    out, weights, selection = hard(
-        x,
-        context,
-        deterministic=False,
-        key=key,
-        temperature=temperature,
-        return_weights=True,
-        return_selection=True,
+    out, weights, selection = _inspect(
+        hard, x, context, deterministic=False, key=key, temperature=temperature
     )
-    _, soft_weights = soft(x, context, return_weights=True)
+    _, soft_weights, _ = _inspect(soft, x, context)
     index = np.asarray(selection.index)
-    # The positions are Gumbel-max samples: argmax(log p + g) with g drawn from the key.
-    g = np.asarray(jax.random.gumbel(key, (B, N, T, S)))
     log_p = np.log(np.asarray(soft_weights, np.float64))
-    np.testing.assert_array_equal(index, np.argmax(log_p + g, -1))
-    assert not np.array_equal(index, np.argmax(log_p, -1))  # not the argmax: it samples
-    if estimator == "gumbel":
+    if estimator == "straight_through_argmax":
+        np.testing.assert_array_equal(index, np.argmax(log_p, -1))
+    else:
+        # The positions are Gumbel-max samples: argmax(log p + g) with g drawn from the key.
+        g = np.asarray(jax.random.gumbel(key, (B, N, T, S)))
+        np.testing.assert_array_equal(index, np.argmax(log_p + g, -1))
+        assert not np.array_equal(index, np.argmax(log_p, -1))  # not the argmax: it samples
+    if estimator == "gumbel_relaxed":
         relaxed = np.exp((log_p + g) / temperature)
         relaxed /= relaxed.sum(-1, keepdims=True)
         np.testing.assert_allclose(weights, relaxed, rtol=1e-4, atol=1e-5)
@@ -154,7 +159,7 @@ def test_training_mode_samples_and_routes_gradients_as_the_estimator_says(estima
         assert score_grad == 0.0
 
         def log_prob_loss(layer):
-            _, sel = layer(x, context, deterministic=False, key=key, return_selection=True)
+            _, _, sel = _inspect(layer, x, context, deterministic=False, key=key)
             return jnp.sum(sel.log_prob)
 
         assert np.abs(np.asarray(nnx.grad(log_prob_loss)(hard)["query"]["kernel"][...])).max() > 0
@@ -163,16 +168,16 @@ def test_training_mode_samples_and_routes_gradients_as_the_estimator_says(estima
 
 
 def test_lower_gumbel_temperature_gives_sharper_weights():
-    _, hard = _pair("gumbel", seed=4)
+    _, hard = _pair("gumbel_relaxed", seed=4)
     x = _x(8, (B, T, D))
     peaks = [
-        float(jnp.mean(jnp.max(hard(x, deterministic=False, key=_key(1), temperature=tau,
-                                    return_weights=True)[1], -1)))
+        float(jnp.mean(jnp.max(_inspect(hard, x, deterministic=False, key=_key(1),
+                                        temperature=tau)[1], -1)))
         for tau in (5.0, 1.0, 0.1)
     ]  # fmt: skip
     assert peaks[0] < peaks[1] < peaks[2] and peaks[2] > 0.9, peaks
-    # Without a temperature in the call, the constructor's hard_temperature applies.
-    _, sharp = _pair("gumbel", seed=4, hard_temperature=0.1)
+    # Without a temperature in the call, the constructor's temperature applies.
+    _, sharp = _pair("gumbel_relaxed", seed=4, temperature=0.1)
     np.testing.assert_allclose(
         sharp(x, deterministic=False, key=_key(1)),
         hard(x, deterministic=False, key=_key(1), temperature=0.1),
@@ -183,9 +188,9 @@ def test_lower_gumbel_temperature_gives_sharper_weights():
 
 def test_without_a_key_the_selection_draws_from_the_dropout_stream():
     def indices(seed):
-        layer = MultiHeadAttention(N, D, hard="reinforce", rngs=nnx.Rngs(0, dropout=seed))
+        layer = HardMultiHeadAttention(N, D, estimator="reinforce", rngs=nnx.Rngs(0, dropout=seed))
         x = _x(9, (B, T, D)) * 0.1  # flat scores: samples differ between draws
-        draws = [layer(x, deterministic=False, return_selection=True)[1].index for _ in range(2)]
+        draws = [_inspect(layer, x, deterministic=False)[2].index for _ in range(2)]
         return [np.asarray(d) for d in draws]
 
     first, second = indices(1), indices(1)
@@ -194,21 +199,22 @@ def test_without_a_key_the_selection_draws_from_the_dropout_stream():
     assert not np.array_equal(first[0], indices(2)[0])
 
 
-def test_soft_layer_is_unchanged_by_the_option():
-    soft, hard = _pair("gumbel", seed=5)
-    assert soft.hard is None
+def test_the_hard_layer_has_the_parameters_of_the_soft_one():
+    soft, hard = _pair("gumbel_relaxed", seed=5)
+    assert not hasattr(soft, "estimator") and isinstance(hard, MultiHeadAttention)
     x = _x(10, (B, T, D))
     np.testing.assert_array_equal(
         nnx.to_flat_state(nnx.state(soft, nnx.Param))[0][1][...],
         nnx.to_flat_state(nnx.state(hard, nnx.Param))[0][1][...],
     )
-    out, weights = soft(x, return_weights=True)
+    out, weights, _ = _inspect(soft, x)
     assert np.all(np.asarray(weights) < 1.0) and out.shape == (B, T, D)
 
 
 # --------------------------------------------------------------------- learning and variance
 
 BATCH, SLOTS, WIDTH = 32, 7, 8
+LEARNERS = ("straight_through_sample", "gumbel_relaxed", "reinforce")
 
 
 def _marker_batch(key):
@@ -228,26 +234,21 @@ def _marker_batch(key):
 def _task_loss(layer, batch, key, temperature):
     """Per-example squared error of the attended slot, and the selection."""
     query, context, target, _ = batch
-    out, selection = layer(
-        query,
-        context,
-        deterministic=False,
-        key=key,
-        temperature=temperature,
-        return_selection=True,
+    out, _, selection = _inspect(
+        layer, query, context, deterministic=False, key=key, temperature=temperature
     )
     return jnp.mean((out - target) ** 2, axis=(1, 2)), selection
 
 
 def _accuracy(layer) -> float:
     query, context, _, marker = _marker_batch(_key(12345))
-    _, selection = layer(query, context, return_selection=True)
+    _, _, selection = _inspect(layer, query, context)
     return float(np.mean(np.asarray(selection.index)[:, :, 0] == np.asarray(marker)[:, None]))
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("estimator", LEARNERS)
 def test_each_estimator_learns_to_select_the_marked_slot(estimator):
-    layer = MultiHeadAttention(2, WIDTH, hard=estimator, rngs=nnx.Rngs(0))
+    layer = HardMultiHeadAttention(2, WIDTH, estimator=estimator, rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
     tx = optax.adam(3e-2)
     steps = 250
@@ -288,7 +289,8 @@ def test_each_estimator_learns_to_select_the_marked_slot(estimator):
 
 def _gradient_of_scores(estimator: str, baseline: float, batch):
     """gradient(estimator, key) -> gradients of the query and key projections for one draw."""
-    layer = MultiHeadAttention(2, WIDTH, hard=estimator, rngs=nnx.Rngs(0))  # same parameters
+    # The same parameters for every estimator.
+    layer = HardMultiHeadAttention(2, WIDTH, estimator=estimator, rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
 
     def loss(params, key):
@@ -310,17 +312,21 @@ def _gradient_of_scores(estimator: str, baseline: float, batch):
 def test_reinforce_has_the_highest_gradient_variance_and_the_baseline_lowers_it():
     batch = _marker_batch(_key(5))
     variances = {}
-    for estimator in ESTIMATORS:
+    for estimator in LEARNERS:
         gradient, _ = _gradient_of_scores(estimator, 0.0, batch)
         variances.update(
             gradient_variance(gradient, _key(0), estimators=[estimator], num_samples=96)
         )
     assert all(np.isfinite(v) and v > 0 for v in variances.values()), variances
-    assert variances["reinforce"] > 2 * max(variances["straight_through"], variances["gumbel"])
+    others = max(variances["straight_through_sample"], variances["gumbel_relaxed"])
+    assert variances["reinforce"] > 2 * others
     # The mean reward as baseline (what the moving average converges to on a fixed batch).
     _, layer = _gradient_of_scores("reinforce", 0.0, batch)
     keys = jax.random.split(_key(3), 32)
-    per_example = jax.vmap(lambda k: _task_loss(layer, batch, k, 1.0)[0])(keys)
+    graphdef, state = nnx.split(
+        layer
+    )  # a module is mutated (sown into) in the trace it is merged in
+    per_example = jax.vmap(lambda k: _task_loss(nnx.merge(graphdef, state), batch, k, 1.0)[0])(keys)
     gradient, _ = _gradient_of_scores("reinforce", float(-jnp.mean(per_example)), batch)
     with_baseline = gradient_variance(gradient, _key(0), estimators=["reinforce"], num_samples=96)[
         "reinforce"
@@ -332,14 +338,47 @@ def test_reinforce_has_the_highest_gradient_variance_and_the_baseline_lowers_it(
 
 
 def test_bad_hard_options_raise_clear_errors():
-    allowed = r"\['straight_through', 'gumbel', 'reinforce'\]"
-    with pytest.raises(ValueError, match=rf"unknown hard 'argmax'; expected one of {allowed}"):
-        MultiHeadAttention(N, D, hard="argmax", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="hard_temperature must be > 0, got 0.0"):
-        MultiHeadAttention(N, D, hard="gumbel", hard_temperature=0.0, rngs=nnx.Rngs(0))
-    soft = MultiHeadAttention(N, D, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=rf"return_selection=True needs hard .*{allowed}"):
-        soft(_x(0, (B, T, D)), return_selection=True)
-    _, hard = _pair("gumbel")
+    allowed = r"\['straight_through_argmax', 'straight_through_sample', 'gumbel_relaxed'"
+    with pytest.raises(ValueError, match=rf"unknown estimator 'argmax'; expected one of {allowed}"):
+        HardMultiHeadAttention(N, D, estimator="argmax", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0.0"):
+        HardMultiHeadAttention(N, D, estimator="gumbel_relaxed", temperature=0.0, rngs=nnx.Rngs(0))
+    _, hard = _pair("gumbel_relaxed")
     with pytest.raises(ValueError, match="temperature must be > 0, got -1.0"):
         hard(_x(0, (B, T, D)), deterministic=False, key=_key(0), temperature=-1.0)
+
+
+# ------------------------------------------------------------- one vocabulary, every layer
+
+
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+@pytest.mark.parametrize("rnn_layer", ["bahdanau", "luong"])
+def test_an_estimator_name_means_the_same_in_multi_head_and_rnn_attention(estimator, rnn_layer):
+    """The same logits and key give identical weights and gradients in both families."""
+    common = dict(estimator=estimator, temperature=0.7, rngs=nnx.Rngs(0))
+    mha = HardMultiHeadAttention(N, D, **common)
+    rnn = (BahdanauAttention if rnn_layer == "bahdanau" else LuongAttention)(D, D, **common)
+    logits = _x(20, (B, S))
+    mask = np.ones((B, S), bool)
+    mask[1, 4:] = False
+    key, cotangent = _key(3), _x(21, (B, S))
+
+    def weights_and_gradient(select, deterministic):
+        def run(logits):
+            return select(logits, mask, key=key, deterministic=deterministic)
+
+        weights, pullback = jax.vjp(lambda logits: run(logits)[0], logits)
+        return weights, pullback(cotangent)[0], run(logits)[1]
+
+    for deterministic in (False, True):
+        w_mha, g_mha, selection = weights_and_gradient(mha.select, deterministic)
+        w_rnn, g_rnn, log_prob = weights_and_gradient(rnn.select, deterministic)
+        np.testing.assert_array_equal(w_mha, w_rnn)
+        np.testing.assert_array_equal(g_mha, g_rnn)
+        assert np.all(np.asarray(w_mha)[1, 4:] == 0.0)
+        if estimator != "gumbel_relaxed" or deterministic:  # one-hot values
+            np.testing.assert_array_equal(np.asarray(w_rnn).sum(-1), 1.0)
+        if estimator == "reinforce" and not deterministic:
+            np.testing.assert_array_equal(selection.log_prob, log_prob)
+        else:
+            assert log_prob is None

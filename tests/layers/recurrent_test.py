@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attn.layers.intermediates import collect_intermediates
 from attn.layers.recurrent import CELLS, RNN, GRUCell, LSTMCell, scan_cell
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
@@ -145,7 +146,9 @@ def test_lstm_gates_are_the_sigmoid_gates():
     expected_c = sig[:, H : 2 * H] * -0.2 + sig[:, :H] * np.tanh(pre[:, 2 * H : 3 * H])
     np.testing.assert_allclose(c, expected_c, rtol=1e-5, atol=1e-6)
     rnn = RNN(DIN, H, cell="lstm", num_layers=2, bidirectional=True, rngs=nnx.Rngs(3))
-    _, _, all_gates = rnn(jnp.ones((B, S, DIN)), lengths_mask([7, 4, 6]), return_gates=True)
+    _, found = collect_intermediates(rnn, jnp.ones((B, S, DIN)), lengths_mask([7, 4, 6]))
+    all_gates = [found["cells", index, "gates"] for index in range(4)]
+    assert len(found) == 4
     assert len(all_gates) == 4 and set(all_gates[0]) == {"input", "forget", "output"}
     assert all_gates[3]["forget"].shape == (B, S, H)
     assert np.all(np.asarray(all_gates[0]["input"])[1, 4:] == 0.0)

@@ -1,6 +1,5 @@
-"""Bahdanau and Luong attention and the RNN decoder cells: torch score computations as peers,
-masking, hard attention (eval argmax, straight-through, Gumbel, REINFORCE log-probs), the query
-each decoder attends with, gradients and bad input.
+"""Bahdanau and Luong attention: torch score computations as peers, masking, hard attention
+(eval argmax, straight-through, Gumbel, REINFORCE log-probs), gradients and bad input.
 
 The fixtures are made by `tests/fixtures/make_torch_rnn.py`; this file needs no torch.
 """
@@ -15,13 +14,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attn.layers.rnn_attention import (
-    BahdanauAttention,
-    BahdanauDecoderCell,
-    BottleneckDecoderCell,
-    LuongAttention,
-    LuongDecoderCell,
-)
+from attn.kernels.hard import ESTIMATORS
+from attn.layers.rnn_attention import BahdanauAttention, LuongAttention
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 B, S, HQ, HK, A = 3, 7, 6, 8, 5
@@ -81,16 +75,6 @@ def test_luong_concat_matches_torch(data):
     check(layer(data["query"], data["keys"], mask=data["mask"]), data, "concat")
 
 
-def test_luong_attentional_hidden_state_matches_torch(data):
-    """h̃ = tanh(W_c [c; h]) with the general score, through `LuongDecoderCell`'s parts."""
-    cell = LuongDecoderCell("gru", 4, HQ, HK, score="general", rngs=nnx.Rngs(0))
-    cell.attention.W[...] = jnp.asarray(data["general/W"])
-    cell.combine.kernel[...] = jnp.asarray(data["luong_output/W_c"].T)
-    context = cell.attention(data["query"], data["keys"], mask=data["mask"]).context
-    h_tilde = jnp.tanh(cell.combine(jnp.concatenate([context, data["query"]], -1)))
-    np.testing.assert_allclose(h_tilde, data["luong_output/h_tilde"], **TOL)
-
-
 def test_weights_are_exactly_zero_at_padding_and_sum_to_one(data):
     out = bahdanau_from(data)(data["query"], data["keys"], mask=data["mask"])
     mask = data["mask"]
@@ -115,17 +99,17 @@ def test_bfloat16_compute_keeps_float32_weights(data):
 # Hard attention.
 
 
-@pytest.mark.parametrize("hard", ["straight_through", "gumbel", "reinforce"])
-def test_hard_attention_selects_the_argmax_at_evaluation(data, hard):
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_hard_attention_selects_the_argmax_at_evaluation(data, estimator):
     soft = general_from(data)(data["query"], data["keys"], mask=data["mask"])
-    out = general_from(data, hard=hard)(data["query"], data["keys"], mask=data["mask"])
+    out = general_from(data, estimator=estimator)(data["query"], data["keys"], mask=data["mask"])
     best = np.argmax(np.where(data["mask"], soft.weights, -1), axis=-1)
     np.testing.assert_array_equal(out.weights, np.eye(S)[best])
     np.testing.assert_allclose(out.context, data["keys"][np.arange(B), best], **TOL)
 
 
 def test_straight_through_has_one_hot_value_and_softmax_gradient(data):
-    hard = general_from(data, hard="straight_through")
+    hard = general_from(data, estimator="straight_through_argmax")
     soft = general_from(data)
     keys, mask = jnp.asarray(data["keys"]), data["mask"]
     probe = jax.random.normal(jax.random.key(0), (B, S))
@@ -141,10 +125,10 @@ def test_straight_through_has_one_hot_value_and_softmax_gradient(data):
     assert float(jnp.abs(g_hard).max()) > 0
 
 
-def test_gumbel_and_reinforce_sample_real_positions_with_a_key(data):
+def test_sampling_estimators_draw_real_positions_with_a_key(data):
     keys, mask = data["keys"], data["mask"]
-    for hard in ("gumbel", "reinforce"):
-        layer = general_from(data, hard=hard)
+    for estimator in ("gumbel_straight_through", "reinforce"):
+        layer = general_from(data, estimator=estimator)
         with pytest.raises(ValueError, match="needs key="):
             layer(data["query"], keys, mask=mask, deterministic=False)
         picks = []
@@ -160,7 +144,7 @@ def test_gumbel_and_reinforce_sample_real_positions_with_a_key(data):
 
 
 def test_reinforce_log_prob_is_the_log_softmax_of_the_sample_and_has_a_gradient(data):
-    layer = general_from(data, hard="reinforce")
+    layer = general_from(data, estimator="reinforce")
     soft = general_from(data)(data["query"], data["keys"], mask=data["mask"])
     out = layer(
         data["query"], data["keys"], mask=data["mask"], key=jax.random.key(3), deterministic=False
@@ -184,65 +168,6 @@ def test_reinforce_log_prob_is_the_log_softmax_of_the_sample_and_has_a_gradient(
 
 
 # ----------------------------------------------------------------------------------------------
-# Decoder cells.
-
-
-def memory(seed: int = 0, hm: int = HK):
-    rng = np.random.default_rng(seed)
-    annotations = jnp.asarray(rng.normal(size=(B, S, hm)), jnp.float32)
-    mask = jnp.arange(S)[None, :] < jnp.array([7, 4, 6])[:, None]
-    return {"annotations": annotations, "mask": mask, "summary": annotations[:, 0]}
-
-
-def test_bahdanau_decoder_attends_with_the_previous_state():
-    cell = BahdanauDecoderCell("lstm", 4, HQ, HK, num_layers=2, rngs=nnx.Rngs(1))
-    mem = memory()
-    hidden = jax.random.normal(jax.random.key(1), (B, 2, HQ))
-    carry = cell.initial_carry(hidden)
-    embedded = jax.random.normal(jax.random.key(2), (B, 4))
-    new_carry, out = cell(carry, embedded, mem)
-    expected = cell.attention(hidden[:, -1], mem["annotations"], mask=mem["mask"])
-    np.testing.assert_allclose(out.weights, expected.weights, rtol=1e-6)
-    np.testing.assert_allclose(out.features[:, HQ:], expected.context, rtol=1e-6)
-    np.testing.assert_allclose(out.features[:, :HQ], new_carry["hidden"][:, -1], rtol=1e-6)
-    assert cell.features_dim == HQ + HK and set(out.gates) == {"input", "forget", "output"}
-
-
-def test_luong_decoder_attends_with_the_current_state_and_feeds_h_tilde():
-    cell = LuongDecoderCell("gru", 4, HK, HK, score="dot", num_layers=2, rngs=nnx.Rngs(2))
-    mem = memory(1)
-    carry = cell.initial_carry(jax.random.normal(jax.random.key(3), (B, 2, HK)))
-    np.testing.assert_array_equal(carry["feed"], 0.0)
-    embedded = jax.random.normal(jax.random.key(4), (B, 4))
-    new_carry, out = cell(carry, embedded, mem)
-    current = new_carry["hidden"][:, -1]
-    expected = cell.attention(current, mem["annotations"], mask=mem["mask"])
-    np.testing.assert_allclose(out.weights, expected.weights, rtol=1e-6)
-    h_tilde = jnp.tanh(cell.combine(jnp.concatenate([expected.context, current], -1)))
-    np.testing.assert_allclose(out.features, h_tilde, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(new_carry["feed"], h_tilde, rtol=1e-5, atol=1e-6)
-    # Input feeding: the next step's first-layer input includes h̃ (a different feed changes it).
-    a = cell(new_carry, embedded, mem)[1].features
-    b = cell(dict(new_carry, feed=jnp.zeros_like(h_tilde)), embedded, mem)[1].features
-    assert float(jnp.abs(a - b).max()) > 1e-3
-    no_feed = LuongDecoderCell("gru", 4, HK, HK, score="dot", input_feeding=False, rngs=nnx.Rngs(2))
-    assert "feed" not in no_feed.initial_carry(jnp.zeros((B, 1, HK)))
-
-
-def test_bottleneck_decoder_reads_the_summary_not_the_annotations():
-    cell = BottleneckDecoderCell("gru", 4, HQ, HK, rngs=nnx.Rngs(3))
-    mem = memory(2)
-    carry = cell.initial_carry(jnp.zeros((B, 1, HQ)))
-    embedded = jnp.ones((B, 4))
-    _, out = cell(carry, embedded, mem)
-    assert out.weights is None
-    shuffled = dict(mem, annotations=mem["annotations"][:, ::-1])
-    np.testing.assert_array_equal(cell(carry, embedded, shuffled)[1].features, out.features)
-    changed = dict(mem, summary=mem["summary"] + 1.0)
-    assert float(jnp.abs(cell(carry, embedded, changed)[1].features - out.features).max()) > 1e-4
-
-
-# ----------------------------------------------------------------------------------------------
 # Bad input.
 
 
@@ -251,8 +176,10 @@ def test_bad_input_raises_clear_errors(data):
         LuongAttention(HQ, HK, "bilinear", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="dot score needs query_dim == key_dim"):
         LuongAttention(HQ, HK, "dot", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"unknown hard='soft'; expected one of \[None"):
-        BahdanauAttention(HQ, HK, rngs=nnx.Rngs(0), hard="soft")
+    with pytest.raises(
+        ValueError, match=r"unknown estimator 'soft'; expected one of \['straight_through_argmax'"
+    ):
+        BahdanauAttention(HQ, HK, rngs=nnx.Rngs(0), estimator="soft")
     layer = bahdanau_from(data)
     with pytest.raises(ValueError, match=r"query must have shape \[B, Hq\] with Hq=6"):
         layer(data["keys"], data["keys"])
@@ -260,13 +187,3 @@ def test_bad_input_raises_clear_errors(data):
         layer(data["query"], data["keys"][..., :5])
     with pytest.raises(ValueError, match=r"mask must have shape \[B, S\] = \[3, 7\]"):
         layer(data["query"], data["keys"], mask=data["mask"][:, :5])
-    with pytest.raises(ValueError, match="unknown cell 'rnn'"):
-        BahdanauDecoderCell("rnn", 4, HQ, HK, rngs=nnx.Rngs(0))
-    cell = BahdanauDecoderCell("gru", 4, HQ, HK, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"hidden must have shape \[B, L, H\]"):
-        cell.initial_carry(jnp.zeros((B, HQ)))
-    carry = cell.initial_carry(jnp.zeros((B, 1, HQ)))
-    with pytest.raises(ValueError, match=r"embedded must have shape \[B, E\] with E=4"):
-        cell(carry, jnp.zeros((B, 5)), memory())
-    with pytest.raises(ValueError, match=r'memory\["annotations"\] must have shape'):
-        cell(carry, jnp.zeros((B, 4)), memory(hm=5))

@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from attn.layers.attention import MultiHeadAttention
+from attn.layers.intermediates import collect_intermediates
 from attn.models.conv import ConvS2S, ConvS2SConfig, DilatedCausalConvStack
 from attn.models.path_length import PATH_KINDS, max_path_length, receptive_field
 
@@ -297,9 +298,11 @@ def test_convs2s_padding_changes_nothing_and_gets_no_attention():
 
     @nnx.jit
     def padded_forward(model, padded, tgt, mask):
-        return model.decode(tgt, model.encode(padded, mask), mask, return_attention=True)
+        encoded = model.encode(padded, mask)
+        return collect_intermediates(model.decode, tgt, encoded, mask, names=("alignment",))
 
-    got, weights = padded_forward(model, padded, tgt, mask)
+    got, found = padded_forward(model, padded, tgt, mask)
+    weights = jnp.stack([found[("attention_in", layer, "alignment")] for layer in range(2)])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert weights.shape == (2, 1, 4, 8)
     np.testing.assert_array_equal(weights[..., 5:], 0.0)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.layers.position import LearnedPositions
 from attn.models.lm import TransformerLM, TransformerLMConfig
 
@@ -413,16 +413,18 @@ def test_logits_at_real_tokens_ignore_padded_ids(position):
 
 @nnx.jit
 def _collect(model, ids, mask=None):
-    return collect_attention_weights(model, ids, attention_mask=mask)
+    return collect_intermediates(model, ids, attention_mask=mask)
 
 
-def test_collect_attention_weights_per_layer_causal_and_normalised():
+def test_collected_attention_weights_per_layer_causal_and_normalised():
     model = _model()
     ids = _ids(12)
     logits, weights = _collect(model, ids)
-    # Capturing runs the "reference" kernel: the same logits within float32 rounding.
+    # Sowing runs the "reference" kernel: the same logits within float32 rounding.
     np.testing.assert_allclose(_f32(logits), _f32(_forward(model, ids)), atol=2e-5, rtol=2e-5)
-    assert sorted(weights) == [("blocks", i, "self_attention") for i in range(2)]
+    assert sorted(weights) == [
+        ("blocks", i, "self_attention", "attention_weights") for i in range(2)
+    ]
     upper = np.triu(np.ones((T, T), bool), k=1)
     for w in weights.values():
         w = np.asarray(w)
@@ -448,9 +450,10 @@ def test_collect_attention_weights_per_layer_causal_and_normalised():
     scores = np.where(upper, -np.inf, scores)
     expected = np.exp(scores - scores.max(-1, keepdims=True))
     expected /= expected.sum(-1, keepdims=True)
-    np.testing.assert_allclose(weights[("blocks", 0, "self_attention")], expected, atol=2e-5)
-    # Capturing is switched off again afterwards.
-    assert not any(b.self_attention.capture_weights for b in model.blocks)
+    layer0 = weights[("blocks", 0, "self_attention", "attention_weights")]
+    np.testing.assert_allclose(layer0, expected, atol=2e-5)
+    # Sowing is switched off again afterwards.
+    assert not any(b.self_attention.sow_weights for b in model.blocks)
 
 
 def test_padded_queries_with_no_real_key_get_zero_attention():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,13 +17,9 @@ import pytest
 from flax import nnx
 
 from attn import decoding
-from attn.models.seq2seq_rnn import (
-    Seq2SeqRNN,
-    Seq2SeqRNNConfig,
-    Seq2SeqRNNOutput,
-    inverse_sigmoid_decay,
-    reverse_padded,
-)
+from attn.layers.intermediates import collect_intermediates
+from attn.models.seq2seq_inputs import inverse_sigmoid_decay, reverse_padded
+from attn.models.seq2seq_rnn import Seq2SeqRNN, Seq2SeqRNNConfig
 
 B, S, T, V = 3, 7, 5, 13
 LENGTHS = np.array([7, 4, 6])
@@ -56,13 +53,33 @@ def src_mask(lengths=LENGTHS, length=S) -> jax.Array:
 TRACES: list[str] = []
 
 
-@functools.partial(nnx.jit, static_argnames=("deterministic", "return_log_prob"))
-def forward(model, src, tgt, mask=None, **options) -> Seq2SeqRNNOutput:
-    """`model(src, tgt, mask, return_weights=True, return_gates=True, **options)`, jitted:
-    compiled once per model structure, shapes and mode, which is much faster than running the
-    scans eagerly call after call. Every trace is counted in `TRACES`."""
+class Outputs(NamedTuple):
+    """The logits and what the model sowed: alignment [B, T, S] (None without attention), the
+    decoder's gates, the top encoder layer's forward gates, and the REINFORCE log_prob [B, T]
+    (None unless sampled)."""
+
+    logits: jax.Array
+    weights: jax.Array | None
+    gates: dict[str, jax.Array]
+    encoder_gates: dict[str, jax.Array]
+    log_prob: jax.Array | None
+
+
+@functools.partial(nnx.jit, static_argnames=("deterministic",))
+def forward(model, src, tgt, mask=None, **options) -> Outputs:
+    """`model(src, tgt, mask, **options)` under `collect_intermediates`, jitted: compiled once per
+    model structure, shapes and mode, which is much faster than running the scans eagerly call
+    after call. Every trace is counted in `TRACES`."""
     TRACES.append(model.config.attention)
-    return model(src, tgt, mask, return_weights=True, return_gates=True, **options)
+    logits, found = collect_intermediates(model, src, tgt, mask, **options)
+    top_forward = (model.config.num_layers - 1) * model.encoder.num_directions
+    return Outputs(
+        logits,
+        found.get(("alignment",)),
+        found[("gates",)],
+        found[("encoder", "cells", top_forward, "gates")],
+        found.get(("log_prob",)),
+    )
 
 
 def same_weights(config: Seq2SeqRNNConfig, model: Seq2SeqRNN) -> Seq2SeqRNN:
@@ -98,10 +115,10 @@ def test_config_errors_list_what_is_allowed():
         Seq2SeqRNNConfig(attention="multiplicative")
     with pytest.raises(ValueError, match=r"unknown score 'additive'; expected one of \['concat'"):
         Seq2SeqRNNConfig(score="additive")
-    with pytest.raises(ValueError, match="unknown hard='sample'"):
-        Seq2SeqRNNConfig(hard="sample")
+    with pytest.raises(ValueError, match="unknown estimator 'sample'; expected one of"):
+        Seq2SeqRNNConfig(estimator="sample")
     with pytest.raises(ValueError, match="needs attention"):
-        Seq2SeqRNNConfig(attention="none", hard="gumbel")
+        Seq2SeqRNNConfig(attention="none", estimator="gumbel_straight_through")
     with pytest.raises(ValueError, match="dot score needs decoder_hidden_dim == the encoder"):
         Seq2SeqRNNConfig(score="dot", bidirectional=True, decoder_hidden_dim=64)
     with pytest.raises(ValueError, match=r"teacher_forcing_ratio must be in \[0, 1\]"):
@@ -126,7 +143,7 @@ def test_alignment_weights_are_distributions_over_real_source_tokens(name):
     weights = np.asarray(out.weights)
     assert np.all(weights[~np.asarray(src_mask())[:, None, :].repeat(T, 1)] == 0.0)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
-    assert out.log_prob is None  # only for hard="reinforce" in training
+    assert out.log_prob is None  # only for estimator="reinforce" in training
 
 
 def test_lstm_gates_over_time():
@@ -264,11 +281,9 @@ def test_scheduled_sampling_decays_the_teacher_forcing_probability():
 
 
 def test_reinforce_exposes_log_probs_of_one_hot_alignments():
-    model = make(tiny("luong", hard="reinforce"))
+    model = make(tiny("luong", estimator="reinforce"))
     src, tgt, mask = ids((B, S)), ids((B, T), 1), src_mask()
-    out = forward(
-        model, src, tgt, mask, deterministic=False, return_log_prob=True, key=jax.random.key(0)
-    )
+    out = forward(model, src, tgt, mask, deterministic=False, key=jax.random.key(0))
     assert out.log_prob.shape == (B, T) and bool(jnp.all(out.log_prob < 0))
     np.testing.assert_array_equal(out.weights.max(-1), 1.0)
     np.testing.assert_array_equal(out.weights.sum(-1), 1.0)

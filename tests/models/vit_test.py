@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from attn.kernels.positions import sincos_2d_encoding
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.models.vit import ViT, ViTConfig, resize_position_embeddings
 
 B, HEIGHT, WIDTH, C, PATCH, D, N, F, CLASSES = 2, 12, 8, 3, 4, 20, 4, 36, 7
@@ -73,7 +73,7 @@ def random_model(config: ViTConfig, seed: int = 0) -> ViT:
 def outputs(model: ViT, x: jax.Array):
     """(logits, hidden, hidden_states, attention weights by block path) in one call, compiled
     once per model structure (eager dispatch and compilation dominate on a small CPU)."""
-    logits, weights = collect_attention_weights(model, x)
+    logits, weights = collect_intermediates(model, x)
     hidden, states = model.encode(x, return_hidden_states=True)
     return logits, hidden, states, weights
 
@@ -135,7 +135,9 @@ def test_cls_pooling_shapes_and_class_token_first(small):
     expected = small.class_token[...][0, 0] + small.position_embedding.embedding[...][0]
     np.testing.assert_allclose(states[0][:, 0], jnp.broadcast_to(expected, (B, D)), rtol=1e-5)
     # Every block attends over all 1 + P tokens.
-    assert sorted(weights) == [("blocks", 0, "self_attention"), ("blocks", 1, "self_attention")]
+    assert sorted(weights) == [
+        ("blocks", i, "self_attention", "attention_weights") for i in range(2)
+    ]
     for w in weights.values():
         assert w.shape == (B, N, 1 + P, 1 + P)
         np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)

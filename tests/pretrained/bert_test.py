@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.models.bert import Bert
 from attn.pretrained.bert import bert_config, load_bert
 
@@ -130,10 +130,10 @@ def test_attention_weights_match(fixture, pretraining):
     """Per-layer, per-head weights [B, N, T, S]: the heads are split as in Hugging Face and
     padded keys get no weight."""
     model, _ = pretraining
-    collect = nnx.jit(lambda model, *inputs: collect_attention_weights(model, *inputs)[1])
+    collect = nnx.jit(lambda model, *inputs: collect_intermediates(model, *inputs)[1])
     weights = collect(model, *_inputs(fixture))
     for layer, expected in enumerate(fixture["attentions"]):
-        got = weights[("blocks", layer, "self_attention")]
+        got = weights[("blocks", layer, "self_attention", "attention_weights")]
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"layer {layer}")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.models.lm import TransformerLM
 from attn.pretrained import load_gpt2
 from attn.pretrained.gpt2 import gpt2_config
@@ -139,10 +139,11 @@ def test_hidden_states_equal_hugging_face_block_by_block(hf, model, masked):
 
 
 def test_attention_weights_equal_hugging_face(hf, model):
-    _, weights = nnx.jit(collect_attention_weights)(model, hf["ids"])
+    _, weights = nnx.jit(collect_intermediates)(model, hf["ids"])
     assert len(weights) == hf["attentions"].shape[0]
     for i in range(model.config.num_layers):
-        _close(weights[("blocks", i, "self_attention")], hf["attentions"][i], WEIGHTS_ATOL)
+        got = weights[("blocks", i, "self_attention", "attention_weights")]
+        _close(got, hf["attentions"][i], WEIGHTS_ATOL)
 
 
 def test_bfloat16_override(hf):

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attn.layers.attention import collect_attention_weights
+from attn.layers.intermediates import collect_intermediates
 from attn.pretrained.vit import load_vit, vit_config
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
@@ -81,7 +81,7 @@ def base_model() -> dict:
 @nnx.jit
 def run(model, images):
     """(model(images), hidden, hidden states, attention weights by block path), compiled."""
-    outputs, weights = collect_attention_weights(model, images)
+    outputs, weights = collect_intermediates(model, images)
     hidden, states = model.encode(images, return_hidden_states=True)
     return outputs, hidden, states, weights
 
@@ -97,7 +97,7 @@ def check_against_fixture(model, fixture: dict) -> jax.Array:
     for i, (ours, theirs) in enumerate(zip(states, fixture["hidden_states"], strict=True)):
         np.testing.assert_allclose(ours, theirs, **TOL, err_msg=f"hidden state {i}")
     for i, theirs in enumerate(fixture["attentions"]):
-        ours = weights[("blocks", i, "self_attention")]
+        ours = weights[("blocks", i, "self_attention", "attention_weights")]
         np.testing.assert_allclose(ours, theirs, **TOL, err_msg=f"attention weights {i}")
     np.testing.assert_allclose(hidden, fixture["last_hidden_state"], **TOL)
     return outputs

@@ -5,11 +5,9 @@ moving-average baseline and an entropy bonus, and the gradient variance of each 
     L_REINFORCE = -mean[(R - b) log p(i)] - λ mean[H(p)],   b ← β b + (1 - β) mean(R)
                                                        (Williams 1992; Xu et al. 2015)
 
-The three estimators of `ESTIMATORS` are the ways `attn.layers.MultiHeadAttention(hard=...)`
-trains a one-position selection: "straight_through" (Bengio et al. 2013), "gumbel" (the
-Gumbel-softmax relaxation, Jang et al. 2017; Maddison et al. 2017) and "reinforce" (the
-score-function estimator, Williams 1992). `gradient_variance` measures, on one batch and one set of
-parameters, how much each estimator's single-sample gradient varies from draw to draw.
+The estimators themselves are `attn.kernels.hard.ESTIMATORS`. `gradient_variance` measures, on
+one batch and one set of parameters, how much each estimator's single-sample gradient varies from
+draw to draw.
 """
 
 from __future__ import annotations
@@ -21,17 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attn.kernels.hard import ESTIMATORS, check_estimator
 from attn.kernels.validation import check_float
 from attn.typing import Array, ArrayLike, PRNGKey
-
-ESTIMATORS = ("straight_through", "gumbel", "reinforce")
-"""The gradient estimators of hard (one-position) attention."""
-
-
-def check_estimator(fn: str, name: str, estimator: Any) -> None:
-    """Raise a ValueError naming `name` and listing `ESTIMATORS` unless `estimator` is one."""
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"{fn}: unknown {name} {estimator!r}; expected one of {list(ESTIMATORS)}")
 
 
 def gumbel_temperature(
@@ -106,7 +96,7 @@ def reinforce_loss(
 
     Args:
       log_prob: [B, ...] log-probabilities of the selected positions (e.g. `HardSelection.log_prob`
-        [B, N, T] of `MultiHeadAttention(hard="reinforce")`).
+        [B, N, T] of `HardMultiHeadAttention(estimator="reinforce")`).
       reward: [B, ...] rewards, a prefix of `log_prob`'s shape ([B] per example or the full shape
         per selection); no gradient flows through it.
       baseline: scalar b, the moving average of past rewards (start it at 0).
@@ -150,7 +140,7 @@ def gradient_variance(
     gradient: Callable[[str, PRNGKey], Any],
     key: PRNGKey,
     *,
-    estimators: Sequence[str] = ESTIMATORS,
+    estimators: Sequence[str] = tuple(ESTIMATORS),
     num_samples: int = 256,
 ) -> dict[str, float]:
     """Gradient variance of each estimator on one batch with fixed parameters.
