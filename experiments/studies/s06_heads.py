@@ -281,7 +281,7 @@ def plot(rows: list[dict]):
         for r in rows
         if r["part"] == "lag_profile" and r["task"] == "difference" and r["seed"] == 0
     ]
-    for h, style in ((1, ":"), (2, "-")):
+    for h, style in ((2, "-"), (1, "k--")):  # h = 1 on top, dashed: it may share a lag
         for n in range(h):
             weights = [
                 np.mean(
@@ -294,7 +294,14 @@ def plot(rows: list[dict]):
                 )
                 for ell in range(LENGTH)
             ]
-            right.plot(range(LENGTH), weights, style, marker=".", label=f"h = {h}, head {n}")
+            right.plot(
+                range(LENGTH),
+                weights,
+                style,
+                marker="o" if h == 1 else ".",
+                mfc="none",
+                label=f"h = {h}, head {n}",
+            )
     right.set(xlabel="lag t - s", ylabel="mean attention weight (t ≥ 2)", xlim=(-0.5, 8.5))
     right.set_title("difference task: where each head looks (seed 0)")
     right.legend(fontsize=7)
