@@ -48,7 +48,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from attn.layers import MLP, LearnedPositions, MultiHeadAttention
+from attn.layers import MLP, LearnedPositions, MultiHeadAttention, collect_intermediates
 from experiments.studies import report
 
 LENGTH = 16
@@ -85,7 +85,8 @@ def single_head_r2_bound(alpha_1: float, alpha_2: float) -> float:
 
 
 class LagRegressor(nnx.Module):
-    """x [B, T, 16] -> (ŷ [B, T, 16], attention weights [B, N, T, T]); one causal layer."""
+    """x [B, T, 16] -> ŷ [B, T, 16]; one causal layer (its attention weights [B, N, T, T]: run
+    it through `collect_intermediates`)."""
 
     def __init__(self, heads: int, *, rngs: nnx.Rngs):
         self.embed = nnx.Linear(FEATURES, WIDTH, rngs=rngs)
@@ -94,12 +95,11 @@ class LagRegressor(nnx.Module):
         self.mlp = MLP(WIDTH, MLP_WIDTH, deterministic=True, rngs=rngs)
         self.readout = nnx.Linear(WIDTH, FEATURES, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array) -> jax.Array:
         h = self.embed(x) + self.positions(x.shape[1])  # [B, T, 16] -> [B, T, D]
-        attended, weights = self.attention(h, is_causal=True, return_weights=True)
-        h = h + attended
+        h = h + self.attention(h, is_causal=True)
         h = h + self.mlp(h)
-        return self.readout(h), weights
+        return self.readout(h)
 
 
 def batch(key: jax.Array, size: int, sign: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -109,7 +109,7 @@ def batch(key: jax.Array, size: int, sign: jax.Array) -> tuple[jax.Array, jax.Ar
 
 
 def mse(graphdef, params, rest, x, y) -> jax.Array:
-    prediction, _ = nnx.merge(graphdef, params, rest)(x)
+    prediction = nnx.merge(graphdef, params, rest)(x)
     return jnp.mean((prediction[:, 2:] - y) ** 2)
 
 
@@ -131,7 +131,9 @@ def train_chunk(graphdef, params, rest, opt_state, data_key, sign, start, steps:
 @functools.partial(jax.jit, static_argnames=("graphdef",))
 def evaluate(graphdef, params, rest, x, y) -> tuple[jax.Array, jax.Array]:
     """(R² over t ≥ 2 and every component, attention weights averaged over the batch [N, T, T])."""
-    prediction, weights = nnx.merge(graphdef, params, rest)(x)
+    model = nnx.merge(graphdef, params, rest)
+    prediction, found = collect_intermediates(model, x, names=("attention_weights",))
+    weights = found[("attention", "attention_weights")]  # [B, N, T, T]
     residual = jnp.sum((prediction[:, 2:] - y) ** 2)
     total = jnp.sum((y - y.mean(axis=(0, 1))) ** 2)
     return 1.0 - residual / total, weights.mean(axis=0)
