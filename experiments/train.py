@@ -5,16 +5,22 @@
         --config.num_train_steps=10 --config.optimizer.learning_rate=1e-3
 
 `--config.<field>=<value>` overrides any field of the (locked) config. Running it again with the
-same --workdir resumes from the newest checkpoint. Several hosts: run the same command on each
+same --workdir and config resumes from the newest checkpoint (see `attn.training.workdir` for what
+may change). Several hosts: run the same command on each
 with --coordinator_address, --num_processes and --process_id (or the ATTN_* / JAX_* environment
 variables of attn.training.distributed). A bad flag or config value ends the program with one
 line on stderr that says what to change.
 """
 
+import os
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+# The repository root, so that config files can import `experiments.configs.common`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file (path[:argument]).")
@@ -26,9 +32,12 @@ flags.DEFINE_bool("auto_detect_cluster", False, "multi-host: let JAX detect a TP
 
 
 def fail(message: str) -> None:
-    """Exit with status 1 and `message` as the last (single) line of stderr."""
+    """Exit with status 1 and `message` as the last (single) line of stderr, at once: without
+    waiting for background threads (a failed checkpoint write leaves orbax threads that never
+    end)."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-    sys.exit(1)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -55,6 +64,7 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # orbax and grain log every file at INFO
     from attn.data import DatasetNotFoundError
     from attn.training import distributed
+    from attn.training.checkpoint import CheckpointError
     from attn.training.loop import train_and_evaluate
     from attn.training.steps import NonFiniteLossError
 
@@ -66,7 +76,13 @@ def main(argv: list[str]) -> None:
             auto_detect=FLAGS.auto_detect_cluster,
         )
         result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (ValueError, TypeError, DatasetNotFoundError, NonFiniteLossError) as error:
+    except (
+        ValueError,
+        TypeError,
+        DatasetNotFoundError,
+        NonFiniteLossError,
+        CheckpointError,
+    ) as error:
         fail(error)
     if not result.finished:
         print(f"stopped at step {result.step}; run the same command to resume", file=sys.stderr)

@@ -27,6 +27,7 @@ def test_readme_decoding_example_runs():
     assert namespace["tokens"].shape == (2, 23)
     assert namespace["result"].sequences.shape == (2, 4, 23)
     assert namespace["result"].scores.shape == (2, 4)
+    assert namespace["attention"].shape == (2, 2, 22, 22)
 
 
 def test_readme_rnn_example_runs():

@@ -59,6 +59,10 @@ split). Both have `encode`, `decode`, `decode_batch`, `vocab_size`, `pad_id`, `b
 `unk_id`, `mask_id`, `save(path)`; `load_tokenizer(path)` restores either kind.
 """
 
+from attn.extras import require
+
+require("data", "attn.data")
+
 from attn.data.batches import mask_tokens, shift_right
 from attn.data.catalog import DatasetNotFoundError
 from attn.data.loader import Dataset, DatasetInfo, list_datasets, load, prepare

@@ -117,7 +117,11 @@ class AttnDates(_TaskBuilder):
 class AttnPydoc(tfds.core.GeneratorBasedBuilder):
     """CPython's pydoc help topics, one document per paragraph, for character-level LM."""
 
-    VERSION = tfds.core.Version(VERSION)
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {  # noqa: RUF012  (the TFDS builder interface)
+        "1.1.0": "The text of attn's snapshot of CPython 3.11.7's pydoc topics, on every Python.",
+        "1.0.0": "The text of the running interpreter's pydoc_data.topics.",
+    }
     BUILDER_CONFIGS = [  # noqa: RUF012  (the TFDS builder interface)
         SizedConfig(name="default"),
         SizedConfig(name="tiny", num_train=200, num_validation=20, num_test=20),

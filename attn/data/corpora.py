@@ -1,12 +1,20 @@
 """Real data that ships inside installed packages, split deterministically.
 
-- "pydoc": the help topics of CPython's `pydoc_data.topics` (about 465k characters of English
-  prose about Python), one document per paragraph, for character-level language modelling.
+- "pydoc": the help topics of CPython 3.11's `pydoc_data.topics` (about 465k characters of English
+  prose about Python), one document per paragraph, for character-level language modelling. The
+  text differs between Python versions, so attn ships one fixed snapshot of it
+  (`pydoc_topics.json.gz`, written by `tools/pydoc_topics_snapshot.py`) and reads that on every
+  Python.
 - "digits": scikit-learn's `load_digits` (Alpaydin & Kaynak, 1998, UCI optical recognition of
   handwritten digits): 1,797 8×8 images with 17 grey levels (0-16), labels 0-9.
 """
 
 from __future__ import annotations
+
+import functools
+import gzip
+import json
+from importlib import resources
 
 import numpy as np
 
@@ -21,12 +29,32 @@ def _split_of(position: int, split_every: int) -> str:
     return {1: "validation", 2: "test"}.get(position % split_every, "train")
 
 
+def pydoc_topics() -> dict[str, str]:
+    """The pydoc help topics shipped with attn: {topic name: text}, 79 topics, 464,970 characters.
+
+    A fixed snapshot of CPython 3.11.7's `pydoc_data.topics` (the running interpreter's module is
+    not read: it holds other text on other Python versions).
+    """
+    return dict(_pydoc_snapshot()["topics"])
+
+
+def pydoc_snapshot_python() -> str:
+    """The Python version whose `pydoc_data.topics` the shipped snapshot holds ("3.11.7")."""
+    return _pydoc_snapshot()["python"]
+
+
+@functools.cache
+def _pydoc_snapshot() -> dict:
+    data = resources.files(__package__).joinpath("pydoc_topics.json.gz").read_bytes()
+    return json.loads(gzip.decompress(data).decode("utf-8"))
+
+
 def pydoc_documents(split: str, *, max_documents: int | None = None) -> list[str]:
     """The pydoc paragraphs of one split.
 
-    The topics, sorted by name, are cut into paragraphs (at blank lines); of these 2,608
-    paragraphs every 20th (offset 1) is validation, every 20th (offset 2) test, the rest train,
-    so each split samples the whole range of topics.
+    The topics of `pydoc_topics()`, sorted by name, are cut into paragraphs (at blank lines); of
+    these 2,608 paragraphs every 20th (offset 1) is validation, every 20th (offset 2) test, the
+    rest train, so each split samples the whole range of topics.
 
     Args:
       split: "train", "validation" or "test".
@@ -35,10 +63,9 @@ def pydoc_documents(split: str, *, max_documents: int | None = None) -> list[str
     Returns:
       list of paragraph texts, in order.
     """
-    from pydoc_data.topics import topics
-
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    topics = pydoc_topics()
     paragraphs = [p for key in sorted(topics) for p in topics[key].split("\n\n") if p.strip()]
     return [p for i, p in enumerate(paragraphs) if _split_of(i, 20) == split][:max_documents]
 
@@ -54,12 +81,8 @@ def digits(split: str, *, seed: int = 0, max_examples: int | None = None):
     Returns:
       (images uint8[B, 8, 8, 1] with values 0-16, labels int64[B]).
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError(
-            'the "digits" dataset needs scikit-learn: pip install scikit-learn'
-        ) from e
+    from sklearn.datasets import load_digits  # slow to import: only when needed
+
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     data = load_digits()

@@ -31,12 +31,6 @@ from attn.typing import Array, DType
 DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()
 
 
-AttentionWeights = nnx.Intermediate
-"""The variable type `MultiHeadAttention` sows its weights as; read them with
-`attn.layers.collect_intermediates` rather than through this name, which `attn.decoding` still
-uses."""
-
-
 class MultiHeadAttention(nnx.Module):
     """Multi-head attention with grouped K/V heads, any score of `attn.kernels.scores.SCORES`,
     rotary positions and a key/value cache.
@@ -156,15 +150,6 @@ class MultiHeadAttention(nnx.Module):
         """Used by `nnx.view(model, sow_weights=...)` to switch sowing in every such layer."""
         if sow_weights is not None:
             self.sow_weights = sow_weights
-
-    @property
-    def capture_weights(self) -> bool:
-        """The former name of `sow_weights`, still used by `attn.decoding`."""
-        return self.sow_weights
-
-    @capture_weights.setter
-    def capture_weights(self, value: bool) -> None:
-        self.sow_weights = value
 
     # ------------------------------------------------------------------ cache
 

@@ -5,7 +5,7 @@
 Token embeddings E are tied to the output projection by default (GPT-2). Positions are a learned
 table (GPT-2) or rotary embeddings inside attention (RoPE, Su et al. 2021). Cached decoding:
 `init_cache(batch, max_length)`, then `model(ids, decode=True)` for a prompt of any length and
-for each new token.
+for each new token; `stepper()` packages that for `attn.decoding`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from attn.kernels.validation import check_positive, check_token_ids
 from attn.layers.blocks import TransformerBlock
 from attn.layers.position import LearnedPositions
 from attn.models.inputs import check_fits
+from attn.models.lm_stepper import TransformerLMStepper
 from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
 from attn.typing import Array
 
@@ -128,6 +129,11 @@ class TransformerLM(nnx.Module):
         """Drop the decoding caches."""
         for block in self.blocks:
             block.self_attention.clear_cache()
+
+    def stepper(self) -> TransformerLMStepper:
+        """The decoding step of this model for `attn.decoding` (`greedy`, `sample`,
+        `beam_search`): prefill the prompt into the caches, then one token per step."""
+        return TransformerLMStepper(self)
 
     def __call__(
         self,

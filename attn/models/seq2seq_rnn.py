@@ -16,8 +16,8 @@ Training options: teacher forcing with a ratio, scheduled sampling with the inve
 p_i = k / (k + exp(i / k)) of the teacher-forcing probability over training steps i (Bengio et
 al. 2015), where a step that is not teacher forced reads the model's own previous prediction
 (argmax); the reversed source of Sutskever et al. (2014); hard attention (`estimator=`). Decoding:
-`Seq2SeqRNN` implements `attn.decoding.Decoder` (`start`, `step`, `reorder`, `vocab_size`), so
-`attn.decoding.greedy` and `beam_search` run on it directly.
+`stepper()` gives `attn.decoding` its step (`Seq2SeqRNNStepper`), so `attn.decoding.greedy` and
+`beam_search` run on the model.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from attn.layers.recurrent import CELLS, RNN, check_padding_mask
 from attn.layers.rnn_attention import LUONG_SCORES
 from attn.layers.rnn_decoder import DECODER_CELLS
 from attn.models.seq2seq_inputs import inverse_sigmoid_decay, reverse_padded
+from attn.models.seq2seq_rnn_stepper import Seq2SeqRNNStepper
 from attn.models.variants import NamedVariants, dtype_of
 from attn.typing import Array, ArrayLike, PRNGKey
 
@@ -198,9 +199,6 @@ class Seq2SeqRNN(nnx.Module):
     positions, for `attn.kernels.hard_training.reinforce_loss`); the encoder (`RNN`) sows its own
     gates. Read them with `attn.layers.collect_intermediates`.
 
-    Decoding (`attn.decoding.Decoder`): the state is {"carry": the decoder carry, "memory": the
-    encoder annotations [B, S, Hm], mask [B, S], summary [B, Hm] and source order [B, S]}, every
-    leaf with the batch on axis 0.
     """
 
     def __init__(self, config: Seq2SeqRNNConfig, *, sow_weights: bool = False, rngs: nnx.Rngs):
@@ -407,69 +405,13 @@ class Seq2SeqRNN(nnx.Module):
 
     @staticmethod
     def _source_order(weights: Array, order: Array) -> Array:
-        """Weights over the positions the encoder read -> over the original source positions."""
-        if weights.ndim == 3:
-            order = order[:, None, :]  # [B, S] -> [B, 1, S]
-        return jnp.take_along_axis(weights, order, axis=-1)
+        """Weights [B, T, S] over the positions the encoder read -> over the original source
+        positions (`order` int [B, S])."""
+        return jnp.take_along_axis(weights, order[:, None, :], axis=-1)  # order: [B, 1, S]
 
-    # ------------------------------------------------------------------ attn.decoding.Decoder
+    # ------------------------------------------------------------------ decoding
 
-    @property
-    def vocab_size(self) -> int:
-        """V, the target vocabulary (the `attn.decoding.Decoder` attribute)."""
-        return self.config.output_vocab_size
-
-    def start(
-        self,
-        prompt: ArrayLike,
-        source: ArrayLike | None,
-        source_mask: ArrayLike | None,
-        max_length: int,
-    ) -> tuple[Array, dict, Array | None]:
-        """Encode the source and read the prompt (`attn.decoding.Decoder.start`).
-
-        Args:
-          prompt: int [B, T0], T0 >= 1, the start token(s) of the target.
-          source: int [B, S] source ids.
-          source_mask: [B, S], 1/True = real token; None = no padding.
-          max_length: the longest target; an RNN has no limit, so it is not checked.
-
-        Returns:
-          (logits [B, V] of the token after the prompt, state, weights [B, S] of the last prompt
-          step over the original source positions, or None without attention).
-        """
-        if source is None:
-            raise ValueError(
-                "source: Seq2SeqRNN is an encoder-decoder and needs the source ids int [B, S], "
-                "got None"
-            )
-        prompt = check_token_ids("Seq2SeqRNN", "prompt", prompt, self.vocab_size, "T0")
-        if prompt.shape[1] < 1:
-            raise ValueError(f"Seq2SeqRNN.start: prompt must hold >= 1 token, got {prompt.shape}")
-        memory, carry = self.encode(source, source_mask)
-        state = {"carry": carry, "memory": memory}
-        for t in range(prompt.shape[1]):
-            logits, state, weights = self.step(state, prompt[:, t])
-        return logits, state, weights
-
-    def step(self, state: dict, tokens: ArrayLike) -> tuple[Array, dict, Array | None]:
-        """One target token per row, int [B] -> (logits [B, V], state, weights [B, S] or None)."""
-        tokens = jnp.asarray(tokens)
-        memory = state["memory"]
-        B = memory["mask"].shape[0]
-        if tokens.shape != (B,) or not jnp.issubdtype(tokens.dtype, jnp.integer):
-            raise ValueError(
-                f"Seq2SeqRNN.step: tokens must be integer ids [B] with B={B}, got {tokens.dtype} "
-                f"array of shape {tokens.shape}"
-            )
-        carry, out = self.decoder(state["carry"], self.target_embedding(tokens), memory)
-        logits = self.output_proj(out.features)
-        weights = None
-        if out.weights is not None:
-            weights = self._source_order(out.weights, memory["order"])
-        return logits, {"carry": carry, "memory": memory}, weights
-
-    @staticmethod
-    def reorder(state: dict, indices: ArrayLike) -> dict:
-        """Row i of the new state is row indices[i] of `state` (int [B'])."""
-        return jax.tree.map(lambda x: jnp.take(x, jnp.asarray(indices), axis=0), state)
+    def stepper(self) -> Seq2SeqRNNStepper:
+        """The decoding step of this model for `attn.decoding` (`greedy`, `sample`,
+        `beam_search`): encode the source, then one target token per step."""
+        return Seq2SeqRNNStepper(self)

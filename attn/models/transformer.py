@@ -16,7 +16,7 @@ by √D.
 Cached decoding: `init_cache(batch, max_length, encoded, src_mask)` allocates the self-attention
 caches of every decoder block and projects the encoder output to the cross-attention keys and
 values once; then `decode(tgt_chunk, None, decode=True)` for a prompt of any length and for each
-new token.
+new token; `stepper()` packages that for `attn.decoding`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from attn.kernels.validation import (
 from attn.layers.blocks import TransformerBlock
 from attn.layers.position import LearnedPositions, SinusoidalPositions
 from attn.models.inputs import check_fits
+from attn.models.transformer_stepper import TransformerStepper
 from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
 from attn.typing import Array, ArrayLike
 
@@ -443,6 +444,11 @@ class Transformer(nnx.Module):
             block.self_attention.clear_cache()
             block.cross_attention.clear_cache()
         self.cached_src_mask = None
+
+    def stepper(self) -> TransformerStepper:
+        """The decoding step of this model for `attn.decoding` (`greedy`, `sample`,
+        `beam_search`): encode the source, prefill the prompt, then one token per step."""
+        return TransformerStepper(self)
 
     def _check_cache(self, fn: str, B: int | None = None, T: int = 0) -> tuple[int, int, Array]:
         """(cache length, S, position of the next target token) of the decoding caches, after

@@ -9,12 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from attn.extras import require
+
 StateDict = Mapping[str, np.ndarray]
 
 
 def read_state_dict(source: StateDict | str | os.PathLike) -> dict[str, np.ndarray]:
     """A state dict as name -> numpy array, from a mapping or a `.safetensors` file path."""
     if isinstance(source, str | os.PathLike):
+        require("hf", "reading a .safetensors file")
         from safetensors.numpy import load_file
 
         return dict(load_file(os.fspath(source)))

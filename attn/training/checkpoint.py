@@ -1,4 +1,4 @@
-"""Checkpoints of the whole training state with orbax, with fallback and SIGTERM handling.
+"""Checkpoints of the whole training state with orbax, with fallback on restore.
 
     checkpoint_s = (θ_s, optimizer state m_s, s, training key, data-iterator position after s)
 
@@ -16,17 +16,18 @@ checkpoint written on one mesh restores onto another. A latest step that cannot 
 (truncated or corrupted files, found by orbax or by a fingerprint of every array written with it)
 is skipped with a warning and the previous one is restored.
 
-`PreemptionGuard` turns SIGTERM into a flag that the training loop polls between steps to save a
-last checkpoint and exit cleanly.
+A save that cannot be written (a full disk, a checkpoint directory that is a file) raises
+`CheckpointError`, at the save or at the next `save`/`wait`/`close` when the write was in the
+background; afterwards `close` returns at once. Orbax leaves threads behind that never finish, so
+a program stopping on this error should exit with `os._exit`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
-import signal
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 
 from attn.training.sharding import path_name
 
@@ -45,6 +45,10 @@ _KEYS_ITEM = "prng_key_impls"
 _FINGERPRINTS_ITEM = "fingerprints"
 _ITEM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _BYTES = "__bytes_base64__"
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written; the message is one line naming the step and directory."""
 
 
 def _is_array(leaf: Any) -> bool:
@@ -198,6 +202,13 @@ class Checkpointer:
             )
         self.directory = Path(directory).absolute()
         self.save_interval_steps = save_interval_steps
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CheckpointError(
+                f"cannot create the checkpoint directory {self.directory} "
+                f"({type(error).__name__}: {error.strerror or error})"
+            ) from None
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             save_interval_steps=save_interval_steps,
@@ -206,6 +217,8 @@ class Checkpointer:
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._unreadable: set[int] = set()
+        self._failure: CheckpointError | None = None
+        self._newest_save: int | None = None  # the step of the newest save started
 
     @property
     def latest_step(self) -> int | None:
@@ -229,6 +242,9 @@ class Checkpointer:
 
         Returns:
           Whether a checkpoint was started (False when the step is not due or already saved).
+
+        Raises:
+          CheckpointError: this save, or an earlier one still in the background, failed.
         """
         if not isinstance(step, int | np.integer) or isinstance(step, bool) or step < 0:
             raise ValueError(f"step must be a non-negative int, got {step!r}")
@@ -260,7 +276,11 @@ class Checkpointer:
             fingerprints[name] = dict(zip(paths, _leaf_fingerprints(leaves), strict=True))
         items[_KEYS_ITEM] = ocp.args.JsonSave(key_impls)
         items[_FINGERPRINTS_ITEM] = ocp.args.JsonSave(fingerprints)
-        return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+        with self._failing_as(f"cannot save the checkpoint of step {self._newest_save}"):
+            self._manager.wait_until_finished()  # the previous save
+        self._newest_save = step
+        with self._failing_as(f"cannot save the checkpoint of step {step}"):
+            return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
     def restore(self, step: int, abstract_state: Mapping[str, Any]) -> dict[str, Any]:
         """Read the checkpoint of `step` into the structure and shardings of `abstract_state`.
@@ -367,14 +387,47 @@ class Checkpointer:
             )
         return None
 
+    def delete(self, step: int) -> None:
+        """Remove the checkpoint of `step` (after the background saves are written)."""
+        self.wait()
+        if step not in self._manager.all_steps():
+            raise ValueError(f"step {step} has no checkpoint in {self.directory}")
+        self._manager.delete(step)
+
     def wait(self) -> None:
-        """Block until the background saves are written."""
-        self._manager.wait_until_finished()
+        """Block until the background saves are written.
+
+        Raises:
+          CheckpointError: a background save failed.
+        """
+        with self._failing_as(f"cannot save the checkpoint of step {self._newest_save}"):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        """Finish the background saves and release the manager."""
-        self._manager.wait_until_finished()
+        """Finish the background saves and release the manager; returns at once after a failed
+        save.
+
+        Raises:
+          CheckpointError: a background save failed.
+        """
+        if self._failure is not None:
+            return
+        self.wait()
         self._manager.close()
+
+    @contextlib.contextmanager
+    def _failing_as(self, what: str):
+        """Turn an orbax error into a one-line `CheckpointError`, remembered by `close`."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            yield
+        except Exception as error:
+            lines = str(error).strip().splitlines()
+            self._failure = CheckpointError(
+                f"{what} in {self.directory} ({type(error).__name__}: {lines[-1] if lines else ''})"
+            )
+            raise self._failure from None
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -410,64 +463,3 @@ class Checkpointer:
                     f"{argument} keys must be identifiers other than {reserved} "
                     f"(like 'params'), got {name!r}"
                 )
-
-
-class PreemptionGuard:
-    """SIGTERM (preemption) → `requested`, polled by the training loop to save and exit cleanly.
-
-    Cloud TPU/GPU preemption and `kill` send SIGTERM with a grace period; instead of dying in the
-    middle of a step, the handler only sets a flag. The loop checks `guard.requested` after each
-    step, saves a checkpoint with `force=True`, waits for it and returns. The previous handlers
-    come back on exit from the `with` block.
-
-    Example:
-        with PreemptionGuard() as guard:
-            for step in ...:
-                ...
-                if guard.requested:
-                    ckpt.save(step, state, force=True)
-                    break
-        ckpt.close()
-
-    Args:
-      signals: the signals to catch (default SIGTERM).
-    """
-
-    def __init__(self, signals: Sequence[int] = (signal.SIGTERM,)):
-        if not signals:
-            raise ValueError("signals must name at least one signal, got an empty sequence")
-        self.signals = tuple(signal.Signals(s) for s in signals)
-        self._event = threading.Event()
-        self._previous: dict[signal.Signals, Any] = {}
-        self.received: signal.Signals | None = None
-
-    @property
-    def requested(self) -> bool:
-        """Whether one of the signals arrived since `__enter__`."""
-        return self._event.is_set()
-
-    def requested_on_any_process(self) -> bool:
-        """`requested` of any process (a collective: every process must call it at one step)."""
-        if jax.process_count() == 1:
-            return self.requested
-        flags = multihost_utils.process_allgather(np.array([self.requested], np.int32))
-        return bool(np.any(flags))
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = signal.Signals(signum)
-        logger.warning("received %s: saving a checkpoint and stopping", self.received.name)
-        self._event.set()
-
-    def __enter__(self) -> PreemptionGuard:
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("PreemptionGuard must be entered in the main thread (signals)")
-        self._event.clear()
-        self.received = None
-        for sig in self.signals:
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()

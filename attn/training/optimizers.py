@@ -9,7 +9,8 @@ Schedules (s counts optimizer updates from 1):
 
 Optimizer: AdamW (Loshchilov & Hutter 2019; weight decay on matrices only, not on biases or
 LayerNorm scales), after clipping the global gradient norm (Pascanu et al. 2013), optionally
-accumulating gradients over k micro-batches (`optax.MultiSteps`: one update every k calls).
+accumulating gradients over `accumulate_steps` micro-batches (`optax.MultiSteps`: one update
+every `accumulate_steps` calls).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def make_optimizer(
     Args:
       config: the `optimizer` section: `name` ("adamw" or "adam"), `learning_rate`, `schedule`,
         `warmup_steps`, `b1`, `b2`, `eps`, `weight_decay`, `grad_clip_norm` (0 or None: no
-        clipping), `accumulate_steps` (k >= 1 micro-batches per update).
+        clipping), `accumulate_steps` (>= 1 micro-batches per update).
       total_steps: train-step calls in the whole run (micro-batches when accumulating).
       model_dim: D, for the "inverse_sqrt" schedule.
 
@@ -133,16 +134,20 @@ def make_optimizer(
     name = config.get("name", "adamw")
     if name not in ("adamw", "adam"):
         raise ValueError(f"config.optimizer.name must be 'adamw' or 'adam', got {name!r}")
-    k = config.get("accumulate_steps", 1)
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"config.optimizer.accumulate_steps must be an integer >= 1, got {k!r}")
+    accumulate_steps = config.get("accumulate_steps", 1)
+    if not isinstance(accumulate_steps, int) or accumulate_steps < 1:
+        raise ValueError(
+            f"config.optimizer.accumulate_steps must be an integer >= 1, got {accumulate_steps!r}"
+        )
     weight_decay = config.get("weight_decay", 0.0)
     if weight_decay < 0:
         raise ValueError(f"config.optimizer.weight_decay must be >= 0, got {weight_decay}")
     clip = config.get("grad_clip_norm", 0.0) or 0.0
     if clip < 0:
         raise ValueError(f"config.optimizer.grad_clip_norm must be >= 0, got {clip}")
-    schedule = make_schedule(config, total_steps=max(total_steps // k, 1), model_dim=model_dim)
+    schedule = make_schedule(
+        config, total_steps=max(total_steps // accumulate_steps, 1), model_dim=model_dim
+    )
     adam_args = dict(
         b1=config.get("b1", 0.9), b2=config.get("b2", 0.98), eps=config.get("eps", 1e-9)
     )
@@ -151,4 +156,4 @@ def make_optimizer(
     else:
         adam = optax.adam(schedule, **adam_args)
     tx = optax.chain(optax.clip_by_global_norm(clip), adam) if clip else adam
-    return optax.MultiSteps(tx, every_k_schedule=k) if k > 1 else tx
+    return optax.MultiSteps(tx, every_k_schedule=accumulate_steps) if accumulate_steps > 1 else tx

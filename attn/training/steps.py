@@ -107,7 +107,10 @@ def make_train_step(
     """The jitted train step `(arrays, batch, key, step) -> (new arrays, metric sums)`.
 
     `arrays` is donated: do not read it after the call. The metric sums hold (total, count)
-    pairs for "loss" and "accuracy" plus "grad_norm" (the global gradient norm, count 1).
+    pairs for "loss" and "accuracy" plus "grad_norm" (the global gradient norm, count 1) and
+    "finite_parameters" (1 when every updated parameter is finite, else 0; count 1): the loss
+    of step s is computed from the parameters before update s, so only this flag says whether
+    the state after it can be trusted.
 
     Args:
       task: the task.
@@ -130,7 +133,10 @@ def make_train_step(
 
         (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         optimizer.update(model, grads)
-        metrics["grad_norm"] = (optax.tree.norm(grads), jnp.ones((), jnp.float32))
+        one = jnp.ones((), jnp.float32)
+        metrics["grad_norm"] = (optax.tree.norm(grads), one)
+        finite = [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(nnx.state(model, nnx.Param))]
+        metrics["finite_parameters"] = (jnp.all(jnp.stack(finite)).astype(jnp.float32), one)
         _, _, new_arrays = nnx.split((model, optimizer), nnx.RngState, ...)
         return new_arrays, metrics
 
@@ -184,28 +190,42 @@ def make_attention_maps(task: Task, state: TrainState) -> Callable[[Any, dict], 
     return attention_maps
 
 
-def check_finite_loss(loss: float, step: int, *, last_checkpoint: int | None, workdir: str) -> None:
-    """Stop the run when the loss is NaN or infinite.
+def check_finite_loss(
+    loss: float,
+    step: int,
+    *,
+    last_checkpoint: int | None,
+    workdir: str,
+    parameters_finite: bool = True,
+) -> None:
+    """Stop the run when the loss is NaN or infinite, or the updated parameters are.
 
     Args:
-      loss: the mean training loss of the step.
+      loss: the mean training loss of the step (of the parameters before its update).
       step: the step that produced it (1-based: the number of updates made).
-      last_checkpoint: the newest saved step, kept on disk; None when there is none.
+      last_checkpoint: the newest good step kept on disk (one whose own parameters give a finite
+        loss); None when there is none.
       workdir: the run's directory.
+      parameters_finite: whether every parameter after the update of `step` is finite.
 
     Raises:
       NonFiniteLossError: with the step, the value, where the last good checkpoint is and what
         to change.
     """
-    if math.isfinite(loss):
+    if math.isfinite(loss) and parameters_finite:
         return
     kept = (
         f"the last good checkpoint (step {last_checkpoint}) is kept in {workdir}"
         if last_checkpoint is not None
-        else f"no checkpoint was saved yet in {workdir}"
+        else f"no good checkpoint was saved in {workdir}"
+    )
+    what = (
+        f"training loss is {loss} at step {step}"
+        if not math.isfinite(loss)
+        else f"the parameters are not finite after step {step} (loss {loss})"
     )
     raise NonFiniteLossError(
-        f"training loss is {loss} at step {step}; stopped without saving this state, {kept}. "
+        f"{what}; stopped without saving this state, {kept}. "
         "Lower config.optimizer.learning_rate, set config.optimizer.grad_clip_norm, or use "
         "float32 compute (config.compute_dtype='float32')"
     )

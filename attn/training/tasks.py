@@ -1,23 +1,27 @@
-"""How each kind of task feeds a model a batch and scores it.
+"""How each kind of task feeds a model a batch and scores it: one class per task kind.
 
-    seq2seq         p(y_t | y_<t, x):  logits = model(inputs, shift_right(targets)),
-                    loss over target tokens (Transformer, Seq2SeqRNN)
-    lm              p(x_{t+1} | x_≤t): logits = model(inputs), loss over the next tokens
-                    (TransformerLM)
-    mlm             p(x_t | x with 15 % of tokens masked): loss over the masked positions only
-                    (Devlin et al. 2019; Bert)
-    classification  p(c | x): one label per sequence (Bert) or per image (ViT)
+    Seq2SeqTask         p(y_t | y_<t, x):  logits = model(inputs, shift_right(targets)),
+                        loss over target tokens (Transformer, Seq2SeqRNN)
+    LMTask              p(x_{t+1} | x_≤t): logits = model(inputs), loss over the next tokens
+                        (TransformerLM)
+    MLMTask             p(x_t | x with 15 % of tokens masked): loss over the masked positions
+                        only (Devlin et al. 2019; Bert)
+    ClassificationTask  p(c | x): one label per sequence (Bert) or per image (ViT)
 
-Batches are the dicts of `attn.data.load`. A `Task` builds its model from a family name and a
-config, computes the training loss with its metric sums, the evaluation metric sums, greedy
-predictions (for exact match and BLEU) and one attention map per example for the heatmaps.
+Each class names the model families it trains (`families`) and the kinds of `attn.data` dataset
+it reads (`data_kinds`); `TASKS` maps the name of `config.task` to its class. Batches are the
+dicts of `attn.data.load`. A task builds its model from a family name and a config, computes the
+training loss with its metric sums, the evaluation metric sums and one attention map per example
+for the heatmaps; `Seq2SeqTask` also decodes (for exact match and BLEU).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +48,7 @@ from attn.typing import Array
 
 Metrics = dict[str, tuple[Array, Array]]
 
-# The model families, and the task kinds each can train on.
+# Model family name -> (model class, config class).
 FAMILIES: dict[str, tuple[type, type]] = {
     "Transformer": (Transformer, TransformerConfig),
     "TransformerLM": (TransformerLM, TransformerLMConfig),
@@ -52,19 +56,6 @@ FAMILIES: dict[str, tuple[type, type]] = {
     "ViT": (ViT, ViTConfig),
     "Seq2SeqRNN": (Seq2SeqRNN, Seq2SeqRNNConfig),
 }
-KINDS: dict[str, tuple[str, ...]] = {
-    "seq2seq": ("Transformer", "Seq2SeqRNN"),
-    "lm": ("TransformerLM",),
-    "mlm": ("Bert",),
-    "classification": ("Bert", "ViT"),
-}
-
-
-def model_family(name: str) -> tuple[type, type]:
-    """(model class, config class) of a family name such as "Transformer"."""
-    if name not in FAMILIES:
-        raise ValueError(f"config.model.family must be one of {list(FAMILIES)}, got {name!r}")
-    return FAMILIES[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,74 +67,59 @@ class LossOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
-    """A task kind ("seq2seq", "lm", "mlm", "classification") bound to a model family.
+class Task(abc.ABC):
+    """A task kind bound to a model family; subclasses say how a batch goes through the model.
+
+    Class attributes:
+      name: the value of `config.task` that selects the class (a key of `TASKS`).
+      families: the model families the task trains.
+      data_kinds: the `attn.data` dataset kinds it reads.
 
     Fields:
-      kind: the task kind, a key of `KINDS`.
-      family: the model family, one of `KINDS[kind]`.
+      family: the model family, one of `families`.
       loss: the loss options of training (evaluation reports the plain cross-entropy).
       vocab_size: V, for masked-LM random replacements.
-      mask_rate: fraction of tokens masked for "mlm".
     """
 
-    kind: str
+    name: ClassVar[str]
+    families: ClassVar[tuple[str, ...]]
+    data_kinds: ClassVar[tuple[str, ...]]
+
     family: str
     loss: LossOptions = LossOptions()
     vocab_size: int = 0
-    mask_rate: float = 0.15
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"config.task must be one of {sorted(KINDS)}, got {self.kind!r}")
-        if self.family not in KINDS[self.kind]:
+        self.check_family(self.family)
+
+    @classmethod
+    def check_family(cls, family: str) -> None:
+        """Raise a one-line ValueError unless `family` is a model family this task trains."""
+        if family not in FAMILIES:
+            raise ValueError(f"config.model.family must be one of {list(FAMILIES)}, got {family!r}")
+        if family not in cls.families:
             raise ValueError(
-                f"config.model.family={self.family!r} cannot train a {self.kind!r} task; use one "
-                f"of {list(KINDS[self.kind])}"
+                f"config.model.family={family!r} cannot train a {cls.name!r} task; use one of "
+                f"{list(cls.families)}"
             )
 
     def build_model(self, model_config: Any, rngs: nnx.Rngs) -> nnx.Module:
         """The family's model built from its config object."""
-        model_cls, _ = model_family(self.family)
+        model_cls, _ = FAMILIES[self.family]
         return model_cls(model_config, rngs=rngs)
 
-    # ------------------------------------------------------------------ forward
+    # ------------------------------------------------------------------ what each kind defines
 
-    def _inputs_and_labels(self, batch: Mapping[str, Array], key: Array):
-        """(model inputs, labels, label weights) of a batch; `key` draws the MLM masks."""
-        if self.kind == "seq2seq":
-            targets = batch["targets"]
-            return (batch["inputs"], shift_right(targets, BOS_ID)), targets, targets != PAD_ID
-        if self.kind == "lm":
-            return (batch["inputs"],), batch["targets"], batch["targets"] != PAD_ID
-        if self.kind == "mlm":
-            masked = mask_tokens(
-                batch["inputs"], key, vocab_size=self.vocab_size, rate=self.mask_rate
-            )
-            return (masked["inputs"],), masked["targets"], masked["weights"] > 0
-        data = batch["image"] if "image" in batch else batch["inputs"]
-        return (data,), batch["label"], jnp.ones(batch["label"].shape, bool)
+    @abc.abstractmethod
+    def inputs_and_labels(self, batch: Mapping[str, Array], key: Array) -> tuple:
+        """(model inputs (a tuple), labels, label weights (bool)) of a batch; `key` draws the
+        random parts (masked-LM masks)."""
 
-    def logits(self, model: nnx.Module, inputs: tuple, *, deterministic: bool) -> Array:
+    @abc.abstractmethod
+    def logits(self, model: nnx.Module, inputs: tuple, *, deterministic: bool = True) -> Array:
         """Logits [B, T, V] (or [B, classes]) of the model on the task's inputs."""
-        if self.kind == "seq2seq":
-            src, tgt = inputs
-            src_mask, tgt_mask = src != PAD_ID, tgt != PAD_ID
-            if self.family == "Seq2SeqRNN":  # a recurrent decoder never reads later positions
-                return model(src, tgt, src_mask, deterministic=deterministic)
-            tgt_mask = tgt_mask.at[:, 0].set(True)  # BOS is real even for an empty target
-            return model(src, tgt, src_mask, tgt_mask, deterministic=deterministic)
-        if self.kind == "lm":
-            (ids,) = inputs
-            return model(ids, ids != PAD_ID, deterministic=deterministic)
-        if self.kind == "mlm":
-            (ids,) = inputs
-            return model(ids, None, ids != PAD_ID, deterministic=deterministic)
-        (data,) = inputs
-        if self.family == "Bert":
-            hidden = model.encode(data, None, data != PAD_ID, deterministic=deterministic)
-            return model.classify(hidden, deterministic=deterministic)
-        return model(data, deterministic=deterministic)
+
+    # ------------------------------------------------------------------ losses and metrics
 
     def _weights(self, batch: Mapping[str, Array], label_weights: Array) -> Array:
         """Label weights with the padding rows of the last evaluation batch (valid=False) zeroed."""
@@ -165,7 +141,7 @@ class Task:
         Returns:
           (loss, {"loss": (Σ w ℓ, Σ w), "accuracy": (correct, Σ w)}).
         """
-        inputs, labels, weights = self._inputs_and_labels(batch, key)
+        inputs, labels, weights = self.inputs_and_labels(batch, key)
         weights = self._weights(batch, weights)
         logits = self.logits(model, inputs, deterministic=False)
         loss, count = masked_cross_entropy(
@@ -184,13 +160,48 @@ class Task:
         Returns:
           {"loss": (Σ w ℓ, Σ w), "accuracy": (correct, Σ w)}.
         """
-        inputs, labels, weights = self._inputs_and_labels(batch, key)
+        inputs, labels, weights = self.inputs_and_labels(batch, key)
         weights = self._weights(batch, weights)
         logits = self.logits(model, inputs, deterministic=True)
         loss, count = masked_cross_entropy(logits, labels, weights)
         return {"loss": (loss * count, count), "accuracy": token_accuracy(logits, labels, weights)}
 
-    # ------------------------------------------------------------------ decoding and attention
+    def attention_maps(self, model: nnx.Module, batch: Mapping[str, Array]) -> Array:
+        """Head-averaged self-attention weights [B, T, T] of the last layer on a batch
+        (the tokens, or the class token and patches of an image).
+        """
+        inputs, _, _ = self.inputs_and_labels(batch, jax.random.key(0))
+        _, weights = collect_intermediates(self.logits, model, inputs, names=("attention_weights",))
+        if not weights:
+            raise ValueError(
+                f"{type(self).__name__}.attention_maps: the {self.family} model has no attention "
+                "layers to show"
+            )
+        chosen = weights[list(weights)[-1]]
+        if isinstance(chosen, tuple):
+            chosen = chosen[-1]
+        return jnp.mean(chosen.astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqTask(Task):
+    """p(y_t | y_<t, x): teacher-forced logits of the targets given the source."""
+
+    name: ClassVar[str] = "seq2seq"
+    families: ClassVar[tuple[str, ...]] = ("Transformer", "Seq2SeqRNN")
+    data_kinds: ClassVar[tuple[str, ...]] = ("seq2seq",)
+
+    def inputs_and_labels(self, batch, key):
+        targets = batch["targets"]
+        return (batch["inputs"], shift_right(targets, BOS_ID)), targets, targets != PAD_ID
+
+    def logits(self, model, inputs, *, deterministic=True):
+        src, tgt = inputs
+        src_mask, tgt_mask = src != PAD_ID, tgt != PAD_ID
+        if self.family == "Seq2SeqRNN":  # a recurrent decoder never reads later positions
+            return model(src, tgt, src_mask=src_mask, deterministic=deterministic)
+        tgt_mask = tgt_mask.at[:, 0].set(True)  # BOS is real even for an empty target
+        return model(src, tgt, src_mask=src_mask, tgt_mask=tgt_mask, deterministic=deterministic)
 
     def predict(
         self,
@@ -201,22 +212,21 @@ class Task:
         beam_size: int = 1,
         return_weights: bool = False,
     ) -> tuple[Array, Array | None]:
-        """Decoded targets of a seq2seq batch (`attn.decoding`: greedy, or beam search for
+        """Decoded targets of a batch (`attn.decoding`: greedy, or beam search for
         beam_size > 1), starting from BOS and stopping at EOS.
 
         Args:
           model: the seq2seq model.
           batch: a batch with `inputs` int [B, S].
           max_new_tokens: M, the longest output.
-          beam_size: K; 1 is greedy search.
-          return_weights: also return the attention weights (models with attention only).
+          beam_size: the number of beams; 1 is greedy search.
+          return_weights: also return the attention over the source behind each token, read
+            by running the model on its output, teacher forced (models with attention only).
 
         Returns:
           (tokens int32 [B, M], pad after EOS; the cross-attention weights float32 [B, M, S]
           behind each token, or None without `return_weights`).
         """
-        if self.kind != "seq2seq":
-            raise ValueError(f"Task.predict decodes seq2seq tasks, not {self.kind!r}")
         src = jnp.asarray(batch["inputs"])
         prompt = jnp.full((src.shape[0], 1), BOS_ID, jnp.int32)
         options = dict(
@@ -225,39 +235,97 @@ class Task:
             source=src,
             source_mask=src != PAD_ID,
             pad_id=PAD_ID,
-            return_weights=return_weights,
         )
         if beam_size > 1:
-            result = decoding.beam_search(model, prompt, beam_size=beam_size, **options)
+            tokens = decoding.beam_search(model, prompt, beam_size=beam_size, **options).tokens
         else:
-            result = decoding.greedy(model, prompt, **options)
-        tokens, weights = result if return_weights else (result, None)
+            tokens = decoding.greedy(model, prompt, **options)
+        weights = None
+        if return_weights:  # the model rerun on its output, teacher forced
+            weights = _cross_attention(self.family, *nnx.split(model), src, tokens[:, :-1])
         return tokens[:, 1:], weights
 
-    def attention_maps(self, model: nnx.Module, batch: Mapping[str, Array]) -> Array:
-        """Head-averaged self-attention weights [B, T, T] of the last layer on a batch
-        (the tokens, or the class token and patches of an image).
-        """
-        inputs, _, _ = self._inputs_and_labels(batch, jax.random.key(0))
-        _, weights = collect_intermediates(
-            _LogitsOf(self, model), *inputs, names=("attention_weights",)
-        )
-        if not weights:
-            raise ValueError(
-                f"Task.attention_maps: the {self.family} model has no attention layers to show"
-            )
-        chosen = weights[list(weights)[-1]]
-        if isinstance(chosen, tuple):
-            chosen = chosen[-1]
-        return jnp.mean(chosen.astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _cross_attention(family: str, graphdef, state, src: Array, tgt_in: Array) -> Array:
+    """The attention over the source [B, T, S] behind the logits of `tgt_in` [B, T]: the RNN
+    alignment, or the last decoder block's cross-attention averaged over heads."""
+    model, src_mask = nnx.merge(graphdef, state), src != PAD_ID
+    _, found = collect_intermediates(model, src, tgt_in, src_mask)
+    if family == "Seq2SeqRNN":
+        return found[("alignment",)]
+    last = [path for path in found if path[-2:] == ("cross_attention", "attention_weights")][-1]
+    return jnp.mean(found[last].astype(jnp.float32), axis=1)  # [B, N, T, S] -> [B, T, S]
 
 
-class _LogitsOf(nnx.Module):
-    """A module whose call is `task.logits(model, inputs)`, so attention weights can be captured."""
+@dataclasses.dataclass(frozen=True)
+class LMTask(Task):
+    """p(x_{t+1} | x_≤t): next-token logits of a causal language model."""
 
-    def __init__(self, task: Task, model: nnx.Module):
-        self.task = task
-        self.model = model
+    name: ClassVar[str] = "lm"
+    families: ClassVar[tuple[str, ...]] = ("TransformerLM",)
+    data_kinds: ClassVar[tuple[str, ...]] = ("lm",)
 
-    def __call__(self, *inputs):
-        return self.task.logits(self.model, inputs, deterministic=True)
+    def inputs_and_labels(self, batch, key):
+        return (batch["inputs"],), batch["targets"], batch["targets"] != PAD_ID
+
+    def logits(self, model, inputs, *, deterministic=True):
+        (ids,) = inputs
+        return model(ids, attention_mask=ids != PAD_ID, deterministic=deterministic)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLMTask(Task):
+    """Masked language modelling (Devlin et al. 2019): of the `mask_rate` tokens chosen, 80 %
+    become [MASK], 10 % a random token, 10 % stay; the loss counts the chosen positions only.
+
+    Fields (besides `Task`'s):
+      mask_rate: the fraction of tokens chosen.
+    """
+
+    name: ClassVar[str] = "mlm"
+    families: ClassVar[tuple[str, ...]] = ("Bert",)
+    data_kinds: ClassVar[tuple[str, ...]] = ("lm",)
+
+    mask_rate: float = 0.15
+
+    def inputs_and_labels(self, batch, key):
+        masked = mask_tokens(batch["inputs"], key, vocab_size=self.vocab_size, rate=self.mask_rate)
+        return (masked["inputs"],), masked["targets"], masked["weights"] > 0
+
+    def logits(self, model, inputs, *, deterministic=True):
+        (ids,) = inputs
+        return model(ids, attention_mask=ids != PAD_ID, deterministic=deterministic)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationTask(Task):
+    """p(c | x): one label per sequence (Bert's pooled [CLS]) or per image (ViT)."""
+
+    name: ClassVar[str] = "classification"
+    families: ClassVar[tuple[str, ...]] = ("Bert", "ViT")
+    data_kinds: ClassVar[tuple[str, ...]] = ("classification", "image_classification")
+
+    def inputs_and_labels(self, batch, key):
+        data = batch["image"] if "image" in batch else batch["inputs"]
+        return (data,), batch["label"], jnp.ones(batch["label"].shape, bool)
+
+    def logits(self, model, inputs, *, deterministic=True):
+        (data,) = inputs
+        if self.family == "Bert":
+            hidden = model.encode(data, attention_mask=data != PAD_ID, deterministic=deterministic)
+            return model.classify(hidden, deterministic=deterministic)
+        return model(data, deterministic=deterministic)
+
+
+# `config.task` -> the task class.
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (Seq2SeqTask, LMTask, MLMTask, ClassificationTask)
+}
+
+
+def task_class(name: str) -> type[Task]:
+    """The task class of a `config.task` name such as "seq2seq"."""
+    if name not in TASKS:
+        raise ValueError(f"config.task must be one of {sorted(TASKS)}, got {name!r}")
+    return TASKS[name]

@@ -13,6 +13,10 @@ the figure.
     captured   stack_layers: the attention weights of every layer as one array
 """
 
+from attn.extras import require
+
+require("viz", "attn.viz")
+
 from attn.viz.alignment import plot_alignment
 from attn.viz.captured import stack_layers
 from attn.viz.gates import plot_channel_weights, plot_gates

@@ -13,28 +13,24 @@ Runtime: 2 min 4 s wall for `make train` (data generation included) on the proje
 CPU machine with other jobs running (load average about 2); about 17 steps/s.
 """
 
-from attn.training.loop import default_config
+from attn.training.config import default_config
+from experiments.configs.common import parse_arg, smoke
 
 
 def get_config(arg: str = ""):
+    arg = parse_arg(arg, smoke=False)
     config = default_config()
     config.task = "seq2seq"
     config.dataset.name = "dates"
     config.model.family = "Transformer"
     config.model.variant = "tiny"
-    config.batch_size = 64
-    config.num_train_steps = 1200
-    config.optimizer.learning_rate = 3e-3
-    config.optimizer.warmup_steps = 100
-    config.eval_every_steps = 400
-    config.checkpoint_every_steps = 400
-    if arg == "smoke":
-        config.dataset.config = "tiny"
-        config.batch_size = 8
-        config.num_train_steps = 2
-        config.log_every_steps = 1
-        config.eval.batch_size = 8
-        config.eval.num_batches = 1
-    elif arg:
-        raise ValueError(f"the dates config takes '' or 'smoke', got {arg!r}")
+    config.batch_size = 64  # 64 dates of about 30 characters: about 17 steps/s on 2 CPU cores
+    config.num_train_steps = 1200  # 99.9 % exact match at step 1,200 (83 % at step 400)
+    config.optimizer.learning_rate = 3e-3  # a tiny model on clean data tolerates a high rate
+    config.optimizer.warmup_steps = 100  # a short warmup: the run is only 1,200 steps
+    config.eval_every_steps = 400  # three evaluations: steps 400, 800 and 1,200
+    config.checkpoint_every_steps = 400  # a checkpoint at each evaluation
+    if arg.smoke:
+        config.dataset.config = "tiny"  # a few generated dates
+        smoke(config, batch_size=8)
     return config

@@ -11,43 +11,39 @@ the model learns bag-of-words-like cues). Runtime on a Colab TPU v2-8 (estimated
 here): about 15 minutes.
 """
 
-from attn.training.loop import default_config
+from attn.training.config import default_config
+from experiments.configs.common import parse_arg, smoke
 
 
 def get_config(arg: str = ""):
+    arg = parse_arg(arg, smoke=False)
     config = default_config()
     config.task = "classification"
     config.dataset.name = "imdb_reviews"
-    config.dataset.eval_split = "test"
-    config.dataset.max_length = 256
-    config.dataset.vocab_size = 8000
+    config.dataset.eval_split = "test"  # IMDB has no validation split
+    config.dataset.max_length = 256  # the first 256 tokens carry most of a review's sentiment
+    config.dataset.vocab_size = 8000  # SentencePiece pieces: enough for English reviews
     config.model.family = "Bert"
-    config.model.variant = "mini"
-    config.model.overrides.max_length = 256
-    config.model.overrides.dropout_rate = 0.1
-    config.batch_size = 64
-    config.num_train_steps = 4000
-    config.optimizer.learning_rate = 5e-4
-    config.optimizer.warmup_steps = 400
-    config.optimizer.weight_decay = 0.01
-    config.compute_dtype = "bfloat16"
-    config.log_every_steps = 100
-    config.eval_every_steps = 1000
-    config.checkpoint_every_steps = 1000
-    config.eval.batch_size = 100
-    config.eval.num_batches = 0
-    if arg == "smoke":
-        config.dataset.max_length = 16
-        config.dataset.vocab_size = 40
-        config.model.variant = "tiny"
-        config.model.overrides.max_length = 16
-        config.model.overrides.dropout_rate = 0.0
-        config.compute_dtype = "float32"
-        config.batch_size = 4
-        config.num_train_steps = 2
-        config.log_every_steps = 1
-        config.eval.batch_size = 4
-        config.eval.num_batches = 1
-    elif arg:
-        raise ValueError(f"the imdb_bert config takes '' or 'smoke', got {arg!r}")
+    config.model.variant = "mini"  # 4 layers, width 256 (Turc et al. 2019)
+    config.model.overrides.max_length = 256  # a position table as long as the reviews
+    config.model.overrides.dropout_rate = 0.1  # BERT's dropout: 25,000 reviews overfit without
+    config.batch_size = 64  # about 390 steps per epoch
+    config.num_train_steps = 4000  # about 10 epochs
+    config.optimizer.learning_rate = 5e-4  # small BERTs train at 1e-4 to 1e-3
+    config.optimizer.warmup_steps = 400  # 10 % of the run
+    config.optimizer.weight_decay = 0.01  # BERT's weight decay
+    config.compute_dtype = "bfloat16"  # the TPU's native matmul type; parameters stay float32
+    config.log_every_steps = 100  # fewer records for a long run
+    config.eval_every_steps = 1000  # four evaluations of the 25,000 test reviews
+    config.checkpoint_every_steps = 1000  # a checkpoint at each evaluation
+    config.eval.batch_size = 100  # the test split in 250 batches
+    config.eval.num_batches = 0  # the whole test split
+    if arg.smoke:
+        config.dataset.max_length = 16  # short mock reviews
+        config.dataset.vocab_size = 40  # a vocabulary the few mock reviews can fill
+        config.model.variant = "tiny"  # 2 layers, width 64
+        config.model.overrides.max_length = 16  # as the data
+        config.model.overrides.dropout_rate = 0.0  # no dropout in a 2-step check
+        config.compute_dtype = "float32"  # CPUs are slow in bfloat16
+        smoke(config, batch_size=4)
     return config

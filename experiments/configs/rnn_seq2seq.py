@@ -17,36 +17,28 @@ Expected: with attention, > 90 % exact match on held-out sequences of 1-20 symbo
 CPU machine (estimated from the step rate; not a measured full run).
 """
 
-from attn.training.loop import default_config
-
-TASKS = ("reverse", "sort")
-MODELS = ("bahdanau", "luong", "bottleneck")
+from attn.training.config import default_config
+from experiments.configs.common import parse_arg, smoke
 
 
 def get_config(arg: str = ""):
-    options = [part for part in arg.split(",") if part]
-    unknown = [o for o in options if o not in (*TASKS, *MODELS, "smoke")]
-    if unknown:
-        raise ValueError(
-            f"rnn_seq2seq options are a task {TASKS}, a model {MODELS} and 'smoke'; got {unknown}"
-        )
+    arg = parse_arg(
+        arg, task=("reverse", "sort"), model=("bahdanau", "luong", "bottleneck"), smoke=False
+    )
     config = default_config()
     config.task = "seq2seq"
-    config.dataset.name = next((o for o in options if o in TASKS), "reverse")
+    config.dataset.name = arg.task
     config.model.family = "Seq2SeqRNN"
-    config.model.variant = next((o for o in options if o in MODELS), "bahdanau")
-    config.batch_size = 64
-    config.num_train_steps = 3000
-    config.optimizer.learning_rate = 3e-3
-    config.optimizer.warmup_steps = 100
-    config.eval_every_steps = 1000
-    config.checkpoint_every_steps = 1000
+    config.model.variant = arg.model
+    config.batch_size = 64  # sequences of 1-20 symbols: fast steps on CPU
+    config.num_train_steps = 3000  # attention reaches > 90 % exact match by then
+    config.optimizer.learning_rate = 3e-3  # small recurrent models on clean data train fast
+    config.optimizer.warmup_steps = 100  # a short warmup for a short run
+    config.eval_every_steps = 1000  # three evaluations per run
+    config.checkpoint_every_steps = 1000  # a checkpoint at each evaluation
+    # the bottleneck model has no attention to plot
     config.eval.num_attention_maps = 2 if config.model.variant != "bottleneck" else 0
-    if "smoke" in options:
-        config.dataset.config = "tiny"
-        config.batch_size = 8
-        config.num_train_steps = 2
-        config.log_every_steps = 1
-        config.eval.batch_size = 8
-        config.eval.num_batches = 1
+    if arg.smoke:
+        config.dataset.config = "tiny"  # a few generated sequences
+        smoke(config, batch_size=8)
     return config

@@ -1,7 +1,9 @@
 """TFDS builders of the generated tasks and offline corpora: prepare, then load by name."""
 
 import pathlib
-from pydoc_data.topics import topics
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,9 +47,32 @@ def test_pydoc_corpus_splits_documents_without_overlap(data_dir):
     characters = {s: sum(map(len, docs)) for s, docs in full.items()}
     assert 400_000 < sum(characters.values()) < 500_000
     assert 0.03 < characters["test"] / sum(characters.values()) < 0.07
+    topics = corpora.pydoc_topics()
     paragraphs = [p for k in sorted(topics) for p in topics[k].split("\n\n") if p.strip()]
-    assert sum(len(docs) for docs in full.values()) == len(paragraphs)
+    assert sum(len(docs) for docs in full.values()) == len(paragraphs) == 2_608
     assert full["test"][:3] == [paragraphs[2], paragraphs[22], paragraphs[42]]
+
+
+def test_pydoc_corpus_is_the_shipped_snapshot_on_every_python():
+    topics = corpora.pydoc_topics()
+    assert corpora.pydoc_snapshot_python() == "3.11.7"
+    assert (len(topics), sum(map(len, topics.values()))) == (79, 464_970)
+    assert topics["assert"].startswith('The "assert" statement')
+    assert builders.AttnPydoc.VERSION == "1.1.0"
+    assert "1.1.0" in builders.AttnPydoc.RELEASE_NOTES
+
+
+@pytest.mark.skipif(
+    platform.python_version() != corpora.pydoc_snapshot_python(),
+    reason="the snapshot holds another Python's pydoc_data.topics",
+)
+def test_pydoc_snapshot_script_rewrites_the_same_file_from_its_python():
+    from pydoc_data.topics import topics
+
+    assert corpora.pydoc_topics() == topics
+    script = pathlib.Path(__file__).parents[2] / "tools" / "pydoc_topics_snapshot.py"
+    check = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_digits_builder_holds_the_scikit_learn_images(data_dir):

@@ -1,7 +1,5 @@
 """Character and SentencePiece tokenizers: special ids, round trips, save/load."""
 
-from pydoc_data.topics import topics
-
 import numpy as np
 import pytest
 
@@ -15,12 +13,14 @@ from attn.data import (
     SentencePieceTokenizer,
     load_tokenizer,
 )
+from attn.data.corpora import pydoc_topics
 
 TEXT = "Attention is all you need, 2017."
 
 
 @pytest.fixture(scope="module")
 def sentencepiece():
+    topics = pydoc_topics()
     corpus = [line for key in sorted(topics)[:60] for line in topics[key].splitlines()]
     return SentencePieceTokenizer.train(corpus, 400)
 
@@ -77,6 +77,7 @@ def test_sentencepiece_reserves_the_special_ids_and_round_trips(sentencepiece):
 
 
 def test_sentencepiece_training_is_deterministic_and_save_load(sentencepiece, tmp_path):
+    topics = pydoc_topics()
     corpus = [line for key in sorted(topics)[:60] for line in topics[key].splitlines()]
     assert SentencePieceTokenizer.train(corpus, 400).model_proto == sentencepiece.model_proto
     sentencepiece.save(tmp_path / "sp.json")

@@ -1,6 +1,7 @@
 """`attn.training.checkpoint`: bit-identical round trips of the whole training state (nnx and optax
 states, typed PRNG keys, data-iterator state as dict or bytes), keep-N, save intervals, resume,
-fallback from a truncated or corrupted latest step, and SIGTERM handling."""
+fallback from a truncated or corrupted latest step, a failed save as one prompt error, and SIGTERM
+handling."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import pytest
 from flax import nnx
 
 from attn.models import TransformerLM, TransformerLMConfig
-from attn.training.checkpoint import Checkpointer, PreemptionGuard
+from attn.training.checkpoint import Checkpointer, CheckpointError
+from attn.training.preemption import PreemptionGuard
 
 CONFIG = TransformerLMConfig(
     vocab_size=40, num_layers=1, num_heads=2, model_dim=12, mlp_dim=20, max_length=8
@@ -283,3 +285,43 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
         restored_step, state = ckpt.restore_latest({"counter": jnp.zeros(3), "data": None})
     assert restored_step == step and state["data"] == {"step": step}
     assert np.array_equal(state["counter"], np.full(3, float(step)))
+
+
+def test_checkpoint_directory_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "checkpoints").write_text("not a directory")
+    with pytest.raises(CheckpointError, match="cannot create the checkpoint directory") as info:
+        Checkpointer(tmp_path / "checkpoints")
+    assert "\n" not in str(info.value)
+
+
+FAILED_SAVE = """
+import os, shutil, sys
+import jax.numpy as jnp
+from attn.training.checkpoint import CheckpointError, Checkpointer
+directory = sys.argv[1]
+ckpt = Checkpointer(directory)
+shutil.rmtree(directory)
+open(directory, "w").close()  # the directory becomes a file: every write fails
+try:
+    ckpt.save(1, {"x": jnp.ones(3)}, force=True)
+    ckpt.wait()
+except CheckpointError as error:
+    ckpt.close()  # returns at once after the failure
+    print(error, flush=True)
+    os._exit(3)
+"""
+
+
+def test_failed_background_save_raises_and_close_returns(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", FAILED_SAVE, str(tmp_path / "ckpt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    (line,) = result.stdout.strip().splitlines()
+    assert line.startswith("cannot save the checkpoint of step 1 in "), line
+    assert "NotADirectoryError" in line

@@ -1,7 +1,7 @@
 """The training loop end to end, through `experiments/train.py` in subprocesses: a run killed
 with SIGKILL and resumed, then stopped with SIGTERM and resumed, ends bit-identical to an
 uninterrupted run; a truncated latest checkpoint falls back to the previous one; a NaN loss stops
-the run with the last good checkpoint kept.
+the run naming a checkpoint that resumes.
 """
 
 import json
@@ -157,18 +157,22 @@ def test_truncated_latest_checkpoint_falls_back_to_previous(env, uninterrupted):
     assert_same_run(workdir, uninterrupted)
 
 
-def test_nan_loss_stops_with_last_good_checkpoint(env):
+def test_nan_loss_stops_with_a_checkpoint_that_resumes(env):
+    """The loss of step s is that of the parameters before update s: with a checkpoint every step,
+    the one of step s - 1 is not good; the error names the one before, and resuming from it
+    trains again up to the same non-finite loss."""
     workdir = env[0] / "nan"
-    result = train(
-        env,
-        workdir,
+    flags = [
         "--config.optimizer.learning_rate=1e38",
-        "--config.optimizer.schedule=constant",
+        "--config.optimizer.warmup_steps=4",  # lr 0 at update 1, 2.5e37 at update 2
         "--config.optimizer.grad_clip_norm=0",
         "--config.checkpoint_every_steps=1",
-    )
-    assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: training loss is nan at step 2"), last
-    assert "last good checkpoint (step 1)" in last
-    assert checkpoint_steps(workdir) == [1]
+    ]
+    for resumed in (False, True):
+        result = train(env, workdir, *flags)
+        assert result.returncode == 1, result.stderr[-3000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: training loss is nan at step 3"), last
+        assert "last good checkpoint (step 1)" in last
+        assert checkpoint_steps(workdir) == [1]
+        assert ("resumed from the checkpoint of step 1" in result.stdout) == resumed

@@ -26,7 +26,7 @@ from attn.models import TransformerLM, TransformerLMConfig
 from attn.training import sharding
 from attn.training.checkpoint import Checkpointer
 from attn.training.steps import create_train_state, make_train_step
-from attn.training.tasks import Task
+from attn.training.tasks import LMTask
 
 CONFIG = TransformerLMConfig(
     vocab_size=64,
@@ -65,7 +65,7 @@ def lm_batch(ids: np.ndarray) -> dict:
     return {"inputs": ids[:, :-1], "targets": ids[:, 1:]}
 
 
-TASK = Task("lm", "TransformerLM", vocab_size=CONFIG.vocab_size)
+TASK = LMTask("TransformerLM", vocab_size=CONFIG.vocab_size)
 STATE = create_train_state(
     TASK, CONFIG, optax.adamw(1e-2, weight_decay=0.1), init_key=jax.random.key(0)
 )

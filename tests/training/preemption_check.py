@@ -13,7 +13,8 @@ import time
 
 import jax.numpy as jnp
 
-from attn.training.checkpoint import Checkpointer, PreemptionGuard
+from attn.training.checkpoint import Checkpointer
+from attn.training.preemption import PreemptionGuard
 
 
 def main(directory: str) -> None:

@@ -14,7 +14,7 @@ from attn.training.steps import (
     make_eval_step,
     make_train_step,
 )
-from attn.training.tasks import LossOptions, Task
+from attn.training.tasks import LossOptions, Seq2SeqTask
 
 B, S, T, V = 4, 7, 5, 19
 
@@ -33,7 +33,7 @@ def make_state(dtype=None, dropout=0.0):
     config = TransformerConfig.named(
         "tiny", vocab_size=V, model_dim=16, mlp_dim=32, dtype=dtype, dropout_rate=dropout
     )
-    task = Task("seq2seq", "Transformer", LossOptions(label_smoothing=0.1))
+    task = Seq2SeqTask("Transformer", LossOptions(label_smoothing=0.1))
     state = create_train_state(task, config, optax.adam(1e-2), init_key=jax.random.key(0))
     return task, state
 
@@ -93,5 +93,7 @@ def test_non_finite_guard():
     check_finite_loss(1.5, 3, last_checkpoint=None, workdir="/w")
     with pytest.raises(NonFiniteLossError, match=r"nan at step 7.*checkpoint \(step 5\) is kept"):
         check_finite_loss(float("nan"), 7, last_checkpoint=5, workdir="/w")
-    with pytest.raises(NonFiniteLossError, match="inf at step 2.*no checkpoint"):
+    with pytest.raises(NonFiniteLossError, match="inf at step 2.*no good checkpoint"):
         check_finite_loss(float("inf"), 2, last_checkpoint=None, workdir="/w")
+    with pytest.raises(NonFiniteLossError, match=r"parameters are not finite after step 4"):
+        check_finite_loss(1.5, 4, last_checkpoint=3, workdir="/w", parameters_finite=False)
