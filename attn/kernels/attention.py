@@ -86,7 +86,8 @@ def attention(
     """
     q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
     check_single_head(q, k, v, mask=mask, bias=bias, score=score)
-    logits = scores_lib.get_score(score)(q, k, **(score_params or {}))
+    params = scores_lib.check_score_params(score, score_params)
+    logits = scores_lib.get_score(score)(q, k, **params)
     if bias is not None:
         logits = logits + jnp.asarray(bias, logits.dtype)
     weights = masked_softmax(logits, None if mask is None else jnp.asarray(mask))

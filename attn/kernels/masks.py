@@ -215,3 +215,25 @@ def attending_queries(
     if query_seq_lengths is not None:
         attends = attends & (i < jnp.asarray(query_seq_lengths)[:, None])
     return attends
+
+
+def zero_queries_without_keys(out: Array, S: int, **structure) -> Array:
+    """out[B, T, N, H] with 0 at every query that may attend to no key among S: the
+    fully-masked-row contract of `dot_product_attention`, for kernels that compute such rows
+    anyway (a Pallas kernel divides by a row sum of 0, or spreads the row over masked keys).
+
+    `structure` holds the keyword arguments of `attending_queries` (`is_causal`,
+    `local_window_size`, `query_seq_lengths`, `key_value_seq_lengths`).
+    """
+    attends = attending_queries(out.shape[1], S, **structure)  # [B or 1, T]
+    return jnp.where(attends[:, :, None, None], out, jnp.zeros_like(out))
+
+
+def real_keys(padded_length: int, S: int, key_value_seq_lengths: ArrayLike | None) -> Array:
+    """bool[B or 1, padded_length]: key j is real iff j < S and j < key_value_seq_lengths[b],
+    for kernels that pad the keys to whole blocks."""
+    positions = jnp.arange(padded_length)[None]  # [1, padded_length]
+    real = positions < S
+    if key_value_seq_lengths is not None:
+        real = real & (positions < jnp.asarray(key_value_seq_lengths)[:, None])
+    return real

@@ -224,6 +224,12 @@ def _jax_nn(query, key, value, bias, mask, combined, scale, implementation, **st
     negative float32) always loses to an allowed key with a very negative bias; it stays float32
     for "xla" and takes the query dtype only for "cudnn", which requires it.
     """
+    if implementation == "cudnn" and jax.default_backend() != "gpu":
+        raise ValueError(
+            "dot_product_attention: implementation='cudnn' needs an NVIDIA GPU, and this process "
+            f"runs on {jax.default_backend()!r}; use implementation=None (the fastest correct "
+            "one for the platform), 'blockwise' or 'xla'"
+        )
     if value.shape[-1] != query.shape[-1]:
         raise ValueError(
             f"dot_product_attention: implementation={implementation!r} needs value[B, S, K, H] "

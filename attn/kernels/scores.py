@@ -7,7 +7,9 @@ low-precision inputs (float64 inputs stay float64), since the softmax that follo
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 from jax import lax
@@ -140,3 +142,23 @@ def get_score(name: str) -> ScoreFn:
     if name not in SCORES:
         raise ValueError(f"unknown score {name!r}; expected one of {sorted(SCORES)}")
     return SCORES[name]
+
+
+def check_score_params(name: str, score_params: dict[str, Any] | None) -> dict[str, Any]:
+    """`score_params` as a dict, or a ValueError naming the parameters that score `name` takes.
+
+    A score's parameters are the arguments of its function after q and k; those without a default
+    are required (e.g. W_q, W_k and v of "additive").
+    """
+    params = dict(score_params or {})
+    signature = inspect.signature(get_score(name))
+    accepted = list(signature.parameters)[2:]  # after q and k
+    required = [p for p in accepted if signature.parameters[p].default is inspect.Parameter.empty]
+    missing = [p for p in required if p not in params]
+    unknown = [p for p in params if p not in accepted]
+    if missing or unknown:
+        raise ValueError(
+            f"score={name!r} takes score_params with keys {accepted} ({required} required); "
+            f"got {sorted(params)}"
+        )
+    return params

@@ -87,24 +87,22 @@ def splash_attention(
     q = _pad(query * jnp.asarray(scale, query.dtype), 1, T_pad).transpose(0, 2, 1, 3)
     k = _pad(key, 1, S_pad).transpose(0, 2, 1, 3)
     v = _pad(value, 1, S_pad).transpose(0, 2, 1, 3)
-    real_keys = jnp.arange(S_pad) < S  # [S_pad]
-    if key_value_seq_lengths is not None:
-        real_keys = real_keys & (jnp.arange(S_pad)[None] < key_value_seq_lengths[:, None])
+    real_keys = masks_lib.real_keys(S_pad, S, key_value_seq_lengths)  # [B or 1, S_pad]
     segments = splash.SegmentIds(
         q=jnp.ones((B, T_pad), jnp.int32),
         kv=jnp.broadcast_to(real_keys, (B, S_pad)).astype(jnp.int32),
     )
     out = jax.vmap(kernel)(q, k, v, segments)  # [B, N, T_pad, H]
     out = out[:, :, :T].transpose(0, 2, 1, 3)  # -> [B, T, N, H]
-    attends = masks_lib.attending_queries(
-        T,
+    out = masks_lib.zero_queries_without_keys(
+        out,
         S,
         is_causal=is_causal,
         local_window_size=local_window_size,
         query_seq_lengths=query_seq_lengths,
         key_value_seq_lengths=key_value_seq_lengths,
-    )  # [B or 1, T]
-    return jnp.where(attends[:, :, None, None], out, jnp.zeros_like(out)).astype(query.dtype)
+    )
+    return out.astype(query.dtype)
 
 
 def _block_size(length: int) -> int:

@@ -90,9 +90,7 @@ def triton_attention(
     k = _pad(jnp.repeat(key, N // K, axis=2), L)
     v = _pad(jnp.repeat(value, N // K, axis=2), L)
     if L != S or key_value_seq_lengths is not None:
-        real_keys = jnp.arange(L)[None] < S  # [1, L]
-        if key_value_seq_lengths is not None:
-            real_keys = real_keys & (jnp.arange(L)[None] < key_value_seq_lengths[:, None])
+        real_keys = masks_lib.real_keys(L, S, key_value_seq_lengths)  # [B or 1, L]
         extra_k = jnp.where(real_keys, 0.0, MASKED_LOGIT)  # [B or 1, L]
         q = jnp.concatenate([q, jnp.ones((B, L, N, 1), q.dtype)], axis=-1)
         extra_k = jnp.broadcast_to(extra_k[:, :, None, None], (B, L, N, 1)).astype(k.dtype)
@@ -118,14 +116,14 @@ def triton_attention(
         interpret=jax.default_backend() != "gpu",
     )
     out = out[:, :T, :, :H]
-    attends = masks_lib.attending_queries(
-        T,
+    out = masks_lib.zero_queries_without_keys(
+        out,
         S,
         is_causal=is_causal,
         query_seq_lengths=query_seq_lengths,
         key_value_seq_lengths=key_value_seq_lengths,
-    )  # [B or 1, T]
-    return jnp.where(attends[:, :, None, None], out, jnp.zeros_like(out)).astype(query.dtype)
+    )
+    return out.astype(query.dtype)
 
 
 def _next_power_of_2(n: int) -> int:

@@ -78,7 +78,98 @@ def get_activation(
     return registry[name]
 
 
-class MLP(nnx.Module):
+def linear_factory(
+    use_bias: bool,
+    dtype: DType | None,
+    param_dtype: DType,
+    kernel_init: Initializer,
+    bias_init: Initializer,
+    rngs: nnx.Rngs,
+    /,
+) -> Callable[[int, int], nnx.Linear]:
+    """`nnx.Linear(in_features, out_features)` with the settings that every projection of one
+    block shares (biases, dtypes, initializers, initialization randomness)."""
+    return functools.partial(
+        nnx.Linear,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        rngs=rngs,
+    )
+
+
+class _FeedForward(nnx.Module):
+    """What `MLP` and `GatedMLP` share: the argument checks, the projections (built in order by
+    `_build_projections`, so that they draw their initial values from `rngs` in that order), and
+    the dropout on the output. A subclass names its default activation and its activation table
+    and says how the projections combine (`_project`)."""
+
+    default_activation: str
+    activations: Mapping[str, Callable[[Array], Array]]
+
+    def __init__(
+        self,
+        model_dim: int,
+        mlp_dim: int,
+        *,
+        activation: str | None = None,
+        dropout_rate: float = 0.0,
+        use_bias: bool = True,
+        deterministic: bool = False,
+        dtype: DType | None = None,
+        param_dtype: DType = jnp.float32,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        rngs: nnx.Rngs,
+    ):
+        fn = type(self).__name__
+        activation = self.default_activation if activation is None else activation
+        check_int(fn, "model_dim", model_dim, minimum=1)
+        check_int(fn, "mlp_dim", mlp_dim, minimum=1)
+        check_dropout_rate(fn, "dropout_rate", dropout_rate)
+        get_activation(activation, self.activations)
+        self.model_dim = model_dim
+        self.mlp_dim = mlp_dim
+        self.activation = activation
+        self.dtype = dtype
+        linear = linear_factory(use_bias, dtype, param_dtype, kernel_init, bias_init, rngs)
+        self._build_projections(linear)
+        self.dropout = nnx.Dropout(dropout_rate, deterministic=deterministic, rngs=rngs)
+
+    def _build_projections(self, linear: Callable[[int, int], nnx.Linear]) -> None:
+        """Creates the projections with `linear(in_features, out_features)`."""
+        raise NotImplementedError
+
+    def _project(self, x: ArrayLike, act: Callable[[Array], Array]) -> Array:
+        """[..., D] -> [..., F] -> [..., D]: the block without its output dropout."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: nnx.Rngs | jax.Array | None = None,
+    ) -> Array:
+        """Applies the block to the last axis of `x`.
+
+        Args:
+          x: [..., D] inputs.
+          deterministic: True disables dropout, False applies it; None keeps the module's mode.
+          rngs: dropout randomness (an `nnx.Rngs` or a key) overriding the one given at
+            construction.
+
+        Returns:
+          [..., D], in `dtype` (or the promoted dtype of `x` and the parameters).
+        """
+        check_features(type(self).__name__, "x", x, "D", self.model_dim)
+        y = self._project(x, get_activation(self.activation, self.activations))
+        return self.dropout(y, deterministic=deterministic, rngs=rngs)
+
+
+class MLP(_FeedForward):
     """The transformer's position-wise feed-forward block (Vaswani et al. 2017, §3.3):
 
         MLP(x) = dropout(act(x W_in + b_in) W_out + b_out),   W_in [D, F],  W_out [F, D]
@@ -89,7 +180,7 @@ class MLP(nnx.Module):
       model_dim: D, the width of the input and output.
       mlp_dim: F, the hidden width.
       activation: a name in `ACTIVATIONS`: "relu" (Vaswani et al.), "gelu" (exact erf GELU,
-        BERT/ViT), "gelu_tanh" (GPT-2), "silu".
+        BERT/ViT, the default), "gelu_tanh" (GPT-2), "silu".
       dropout_rate: dropout probability on the output of `output_proj` (see the module docstring).
       use_bias: whether both projections have biases.
       deterministic: the initial dropout mode; False (training, the `nnx.Dropout` convention).
@@ -107,68 +198,19 @@ class MLP(nnx.Module):
       dropout: `nnx.Dropout` on the output.
     """
 
-    def __init__(
-        self,
-        model_dim: int,
-        mlp_dim: int,
-        *,
-        activation: str = "gelu",
-        dropout_rate: float = 0.0,
-        use_bias: bool = True,
-        deterministic: bool = False,
-        dtype: DType | None = None,
-        param_dtype: DType = jnp.float32,
-        kernel_init: Initializer = default_kernel_init,
-        bias_init: Initializer = default_bias_init,
-        rngs: nnx.Rngs,
-    ):
-        check_int("MLP", "model_dim", model_dim, minimum=1)
-        check_int("MLP", "mlp_dim", mlp_dim, minimum=1)
-        check_dropout_rate("MLP", "dropout_rate", dropout_rate)
-        get_activation(activation, ACTIVATIONS)
-        self.model_dim = model_dim
-        self.mlp_dim = mlp_dim
-        self.activation = activation
-        self.dtype = dtype
-        linear = functools.partial(
-            nnx.Linear,
-            use_bias=use_bias,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-        )
-        self.input_proj = linear(model_dim, mlp_dim)
-        self.output_proj = linear(mlp_dim, model_dim)
-        self.dropout = nnx.Dropout(dropout_rate, deterministic=deterministic, rngs=rngs)
+    default_activation = "gelu"
+    activations = ACTIVATIONS
 
-    def __call__(
-        self,
-        x: ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: nnx.Rngs | jax.Array | None = None,
-    ) -> Array:
-        """Applies the block to the last axis of `x`.
+    def _build_projections(self, linear: Callable[[int, int], nnx.Linear]) -> None:
+        self.input_proj = linear(self.model_dim, self.mlp_dim)
+        self.output_proj = linear(self.mlp_dim, self.model_dim)
 
-        Args:
-          x: [..., D] inputs.
-          deterministic: True disables dropout, False applies it; None keeps the module's mode.
-          rngs: dropout randomness (an `nnx.Rngs` or a key) overriding the one given at
-            construction.
-
-        Returns:
-          [..., D], in `dtype` (or the promoted dtype of `x` and the parameters).
-        """
-        check_features("MLP", "x", x, "D", self.model_dim)
-        act = get_activation(self.activation, ACTIVATIONS)
+    def _project(self, x: ArrayLike, act: Callable[[Array], Array]) -> Array:
         h = act(self.input_proj(x))  # [..., D] -> [..., F]
-        y = self.output_proj(h)  # [..., F] -> [..., D]
-        return self.dropout(y, deterministic=deterministic, rngs=rngs)
+        return self.output_proj(h)  # [..., F] -> [..., D]
 
 
-class GatedMLP(nnx.Module):
+class GatedMLP(_FeedForward):
     """The gated feed-forward block of the GLU family (Shazeer 2020, "GLU Variants Improve
     Transformer"):
 
@@ -183,7 +225,8 @@ class GatedMLP(nnx.Module):
     Args:
       model_dim: D, the width of the input and output.
       mlp_dim: F, the hidden width.
-      activation: a name in `GATE_ACTIVATIONS`, applied to the gate branch only.
+      activation: a name in `GATE_ACTIVATIONS`, applied to the gate branch only ("silu" by
+        default: SwiGLU).
       dropout_rate: dropout probability on the output of `down_proj`.
       use_bias: whether the three projections have biases.
       deterministic: the initial dropout mode, as in `MLP`.
@@ -200,63 +243,14 @@ class GatedMLP(nnx.Module):
       dropout: `nnx.Dropout` on the output.
     """
 
-    def __init__(
-        self,
-        model_dim: int,
-        mlp_dim: int,
-        *,
-        activation: str = "silu",
-        dropout_rate: float = 0.0,
-        use_bias: bool = True,
-        deterministic: bool = False,
-        dtype: DType | None = None,
-        param_dtype: DType = jnp.float32,
-        kernel_init: Initializer = default_kernel_init,
-        bias_init: Initializer = default_bias_init,
-        rngs: nnx.Rngs,
-    ):
-        check_int("GatedMLP", "model_dim", model_dim, minimum=1)
-        check_int("GatedMLP", "mlp_dim", mlp_dim, minimum=1)
-        check_dropout_rate("GatedMLP", "dropout_rate", dropout_rate)
-        get_activation(activation, GATE_ACTIVATIONS)
-        self.model_dim = model_dim
-        self.mlp_dim = mlp_dim
-        self.activation = activation
-        self.dtype = dtype
-        linear = functools.partial(
-            nnx.Linear,
-            use_bias=use_bias,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-        )
-        self.gate_proj = linear(model_dim, mlp_dim)
-        self.up_proj = linear(model_dim, mlp_dim)
-        self.down_proj = linear(mlp_dim, model_dim)
-        self.dropout = nnx.Dropout(dropout_rate, deterministic=deterministic, rngs=rngs)
+    default_activation = "silu"
+    activations = GATE_ACTIVATIONS
 
-    def __call__(
-        self,
-        x: ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: nnx.Rngs | jax.Array | None = None,
-    ) -> Array:
-        """Applies the block to the last axis of `x`.
+    def _build_projections(self, linear: Callable[[int, int], nnx.Linear]) -> None:
+        self.gate_proj = linear(self.model_dim, self.mlp_dim)
+        self.up_proj = linear(self.model_dim, self.mlp_dim)
+        self.down_proj = linear(self.mlp_dim, self.model_dim)
 
-        Args:
-          x: [..., D] inputs.
-          deterministic: True disables dropout, False applies it; None keeps the module's mode.
-          rngs: dropout randomness (an `nnx.Rngs` or a key) overriding the one given at
-            construction.
-
-        Returns:
-          [..., D], in `dtype` (or the promoted dtype of `x` and the parameters).
-        """
-        check_features("GatedMLP", "x", x, "D", self.model_dim)
-        act = get_activation(self.activation, GATE_ACTIVATIONS)
+    def _project(self, x: ArrayLike, act: Callable[[Array], Array]) -> Array:
         h = act(self.gate_proj(x)) * self.up_proj(x)  # [..., D] -> [..., F]
-        y = self.down_proj(h)  # [..., F] -> [..., D]
-        return self.dropout(y, deterministic=deterministic, rngs=rngs)
+        return self.down_proj(h)  # [..., F] -> [..., D]

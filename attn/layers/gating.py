@@ -19,8 +19,6 @@ do.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -32,6 +30,7 @@ from attn.layers.feedforward import (
     default_bias_init,
     default_kernel_init,
     get_activation,
+    linear_factory,
 )
 from attn.typing import Array, ArrayLike, DType
 
@@ -108,15 +107,7 @@ class SqueezeExcitation(nnx.Module):
         self.sow_weights = sow_weights
         self.dtype = dtype
         self.param_dtype = param_dtype
-        linear = functools.partial(
-            nnx.Linear,
-            use_bias=use_bias,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-        )
+        linear = linear_factory(use_bias, dtype, param_dtype, kernel_init, bias_init, rngs)
         self.reduce_proj = linear(channels, self.hidden_dim)
         self.expand_proj = linear(self.hidden_dim, channels)
 
@@ -164,14 +155,9 @@ class GatedLinearUnit(nnx.Module):
     Args:
       in_features: D, the size of the last axis of the input.
       out_features: F, the size of the output's last axis.
-      use_bias: whether both projections have biases.
       sow_weights: whether each call sows the gates into `nnx.Intermediate` as "gates"; can be
         switched with `nnx.view(model, sow_weights=...)`.
-      dtype: compute dtype; None infers it from the input and parameters.
-      param_dtype: dtype of the parameters (float32 by default).
-      kernel_init: initializer of both kernels (LeCun normal).
-      bias_init: initializer of both biases (zeros).
-      rngs: initialization randomness.
+      use_bias, dtype, param_dtype, kernel_init, bias_init, rngs: as in `SqueezeExcitation`.
 
     Attributes:
       value_proj: `nnx.Linear` D → F, the linear branch W, b.
@@ -197,15 +183,7 @@ class GatedLinearUnit(nnx.Module):
         self.out_features = out_features
         self.sow_weights = sow_weights
         self.dtype = dtype
-        linear = functools.partial(
-            nnx.Linear,
-            use_bias=use_bias,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-        )
+        linear = linear_factory(use_bias, dtype, param_dtype, kernel_init, bias_init, rngs)
         self.value_proj = linear(in_features, out_features)
         self.gate_proj = linear(in_features, out_features)
 

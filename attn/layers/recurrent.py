@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attn.kernels.masks import key_mask
 from attn.typing import Array, ArrayLike, DType
 
 Carry = Any
@@ -402,18 +403,9 @@ class RNN(nnx.Module):
 
 
 def check_padding_mask(owner: str, name: str, mask: ArrayLike | None, B: int, S: int) -> Array:
-    """A padding mask [B, S] (1/True = real) as bool; None gives all True."""
+    """A padding mask [B, S] (1/True = real) as bool, checked by `masks.key_mask`; None gives
+    all True."""
     if mask is None:
         return jnp.ones((B, S), jnp.bool_)
-    mask = jnp.asarray(mask)
-    if tuple(mask.shape) != (B, S):
-        raise ValueError(
-            f"{owner}: {name} must have shape [B, S] = [{B}, {S}] (1/True = real token), got "
-            f"shape {tuple(mask.shape)}"
-        )
-    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
-        raise TypeError(
-            f"{owner}: {name} must be boolean or 0/1 integers (1/True = real token), got dtype "
-            f"{mask.dtype}"
-        )
-    return mask.astype(jnp.bool_)
+    mask = key_mask(owner, mask, (B, S), name=name, letter="S")  # [B, 1, 1, S]
+    return mask[:, 0, 0, :]

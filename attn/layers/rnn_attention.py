@@ -185,6 +185,26 @@ class RNNAttention(nnx.Module):
             log_prob = hard.selection_log_prob(logits, hard.sample_index(key, logits, mask), mask)
         return weights, log_prob
 
+    def _init_additive_score(
+        self,
+        query_dim: int,
+        key_dim: int,
+        attention_dim: int | None,
+        fan_ins: tuple[int, int],
+        param_dtype: DType,
+        rngs: nnx.Rngs,
+    ) -> None:
+        """Creates the parameters of the additive score, W_q [Hq, A], W_k [Hk, A] and v [A]
+        (A = `attention_dim`, default Hq), each ~ N(0, 1 / fan_in); `fan_ins` are those of W_q
+        and W_k."""
+        A = query_dim if attention_dim is None else attention_dim
+        if A < 1:
+            raise ValueError(f"{type(self).__name__}: attention_dim must be >= 1, got {A}")
+        fan_q, fan_k = fan_ins
+        self.W_q = nnx.Param(_normal(fan_q)(rngs.params(), (query_dim, A), param_dtype))
+        self.W_k = nnx.Param(_normal(fan_k)(rngs.params(), (key_dim, A), param_dtype))
+        self.v = nnx.Param(_normal(A)(rngs.params(), (A,), param_dtype))
+
 
 class BahdanauAttention(RNNAttention):
     """Additive attention (Bahdanau et al. 2015), e_j = v · tanh(q W_q + h_j W_k).
@@ -222,12 +242,8 @@ class BahdanauAttention(RNNAttention):
         super().__init__(
             query_dim, key_dim, estimator=estimator, temperature=temperature, dtype=dtype
         )
-        A = query_dim if attention_dim is None else attention_dim
-        if A < 1:
-            raise ValueError(f"BahdanauAttention: attention_dim must be >= 1, got {A}")
-        self.W_q = nnx.Param(_normal(query_dim)(rngs.params(), (query_dim, A), param_dtype))
-        self.W_k = nnx.Param(_normal(key_dim)(rngs.params(), (key_dim, A), param_dtype))
-        self.v = nnx.Param(_normal(A)(rngs.params(), (A,), param_dtype))
+        fan_ins = (query_dim, key_dim)
+        self._init_additive_score(query_dim, key_dim, attention_dim, fan_ins, param_dtype, rngs)
 
 
 LUONG_SCORES = {"dot": "dot", "general": "general", "concat": "additive"}
@@ -263,11 +279,7 @@ class LuongAttention(RNNAttention):
           key_dim: Hk, width of the encoder annotations.
           score: "dot", "general" or "concat".
           attention_dim: A, the hidden width of the "concat" score; default Hq.
-          estimator: None (soft) or a name in `attn.kernels.hard.ESTIMATORS` (hard attention).
-          temperature: τ of the Gumbel estimators.
-          dtype: compute dtype of the score; default: that of the inputs and parameters.
-          param_dtype: parameter dtype.
-          rngs: parameter random stream.
+          estimator, temperature, dtype, param_dtype, rngs: as for `BahdanauAttention`.
         """
         if score not in LUONG_SCORES:
             raise ValueError(
@@ -287,11 +299,6 @@ class LuongAttention(RNNAttention):
             self.param_names = ("W",)
             self.W = nnx.Param(_normal(key_dim)(rngs.params(), (query_dim, key_dim), param_dtype))
         if score == "concat":
-            A = query_dim if attention_dim is None else attention_dim
-            if A < 1:
-                raise ValueError(f"LuongAttention: attention_dim must be >= 1, got {A}")
-            fan_in = query_dim + key_dim
             self.param_names = ("W_q", "W_k", "v")
-            self.W_q = nnx.Param(_normal(fan_in)(rngs.params(), (query_dim, A), param_dtype))
-            self.W_k = nnx.Param(_normal(fan_in)(rngs.params(), (key_dim, A), param_dtype))
-            self.v = nnx.Param(_normal(A)(rngs.params(), (A,), param_dtype))
+            fan_ins = (query_dim + key_dim,) * 2  # both halves of W [Hq + Hk, A]
+            self._init_additive_score(query_dim, key_dim, attention_dim, fan_ins, param_dtype, rngs)

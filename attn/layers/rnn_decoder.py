@@ -308,10 +308,8 @@ class LuongDecoderCell(DecoderCell):
           score: "dot", "general" or "concat".
           input_feeding: feed h̃_{t-1} with the input token.
           attention_dim: A, hidden width of the concat score; default H.
-          estimator: None (soft) or a hard-attention estimator of `attn.kernels.hard.ESTIMATORS`.
-          temperature: τ of the Gumbel estimators.
-          dtype, param_dtype, rngs: as for the cells.
-          **kwargs: num_layers.
+          estimator, temperature, dtype, param_dtype, rngs, **kwargs: as for
+            `BahdanauDecoderCell`.
         """
         common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         extra = hidden_dim if input_feeding else 0

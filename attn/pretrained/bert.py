@@ -11,16 +11,15 @@ import numpy as np
 from flax import nnx
 
 from attn.models.bert import Bert, BertConfig
-from attn.pretrained.state_dict import StateDict, StateDictReader, assign, read_state_dict
+from attn.pretrained.state_dict import (
+    StateDict,
+    StateDictReader,
+    assign,
+    hf_activation,
+    read_config,
+    read_state_dict,
+)
 
-_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
 _CLASSIFIERS = ("classifier", "cls.seq_relationship")  # sequence classification, NSP
 _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
@@ -36,12 +35,19 @@ def bert_config(
     (next-sentence prediction, 2 classes) has rows. `overrides` win over both; a `num_classes`
     override also turns the pooler on unless `use_pooler` is given too.
     """
-    activation = config.get("hidden_act", "gelu")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"load_bert: hidden_act {activation!r} is not supported; expected one of "
-            f"{sorted(_ACTIVATIONS)}"
-        )
+    config = read_config(
+        "load_bert",
+        config,
+        (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+        ),
+    )
+    activation = hf_activation("load_bert", "hidden_act", config.get("hidden_act", "gelu"))
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
         raise ValueError(
@@ -62,7 +68,7 @@ def bert_config(
         "max_length": config["max_position_embeddings"],
         "type_vocab_size": config.get("type_vocab_size", 2),
         "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
-        "activation": _ACTIVATIONS[activation],
+        "activation": activation,
         "dropout_rate": config.get("hidden_dropout_prob", 0.1),
         "attention_dropout_rate": config.get("attention_probs_dropout_prob", 0.1),
         "classifier_dropout_rate": config.get("classifier_dropout"),
@@ -77,7 +83,7 @@ def bert_config(
 
 def load_bert(
     state_dict: StateDict | str | os.PathLike,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | str | os.PathLike,
     **overrides: Any,
 ) -> Bert:
     """A `Bert` holding the weights of a Hugging Face BERT checkpoint.
@@ -104,12 +110,13 @@ def load_bert(
 
     Args:
       state_dict: name -> array, or the path of a `.safetensors` file.
-      config: the checkpoint's `config.json` as a dict.
+      config: the checkpoint's `config.json` as a dict, or the path of the file.
       **overrides: `BertConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
       The model, ready to call.
     """
+    config = read_config("load_bert", config, ())
     arrays = read_state_dict(state_dict)
     cfg = bert_config(config, arrays, **overrides)
     reader = StateDictReader(arrays, owner="load_bert", prefixes=("bert.", ""))

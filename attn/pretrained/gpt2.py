@@ -9,19 +9,31 @@ from typing import Any
 from flax import nnx
 
 from attn.models.lm import TransformerLM, TransformerLMConfig
-from attn.pretrained.state_dict import StateDict, StateDictReader, assign, read_state_dict
+from attn.pretrained.state_dict import (
+    HF_ACTIVATIONS,
+    StateDict,
+    StateDictReader,
+    assign,
+    hf_activation,
+    read_config,
+    read_state_dict,
+)
 
-_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
+_ACTIVATIONS = {name: HF_ACTIVATIONS[name] for name in ("gelu_new", "gelu_pytorch_tanh", "gelu")}
+"""The activations GPT-2 checkpoints use."""
 
 
 def gpt2_config(config: Mapping[str, Any], **overrides: Any) -> TransformerLMConfig:
     """The `TransformerLMConfig` of a Hugging Face GPT-2 `config.json`."""
-    activation = config.get("activation_function", "gelu_new")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"load_gpt2: activation_function {activation!r} is not supported; expected one of "
-            f"{sorted(_ACTIVATIONS)}"
-        )
+    config = read_config(
+        "load_gpt2", config, ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")
+    )
+    activation = hf_activation(
+        "load_gpt2",
+        "activation_function",
+        config.get("activation_function", "gelu_new"),
+        _ACTIVATIONS,
+    )
     for option, supported in (
         ("scale_attn_weights", True),
         ("scale_attn_by_inverse_layer_idx", False),
@@ -39,7 +51,7 @@ def gpt2_config(config: Mapping[str, Any], **overrides: Any) -> TransformerLMCon
             "model_dim": model_dim,
             "mlp_dim": config.get("n_inner") or 4 * model_dim,
             "max_length": config["n_positions"],
-            "activation": _ACTIVATIONS[activation],
+            "activation": activation,
             "layer_norm_eps": config.get("layer_norm_epsilon", 1e-5),
             "position": "learned",
             "tie_embeddings": config.get("tie_word_embeddings", True),
@@ -50,7 +62,7 @@ def gpt2_config(config: Mapping[str, Any], **overrides: Any) -> TransformerLMCon
 
 def load_gpt2(
     state_dict: StateDict | str | os.PathLike,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | str | os.PathLike,
     **overrides: Any,
 ) -> TransformerLM:
     """A `TransformerLM` holding the weights of a Hugging Face GPT-2 checkpoint.
@@ -61,12 +73,13 @@ def load_gpt2(
 
     Args:
       state_dict: name -> array (`GPT2LMHeadModel` or `GPT2Model` names), or a `.safetensors` path.
-      config: the checkpoint's `config.json` as a dict.
+      config: the checkpoint's `config.json` as a dict, or the path of the file.
       **overrides: `TransformerLMConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
       The model, ready to call.
     """
+    config = read_config("load_gpt2", config, ())
     cfg = gpt2_config(config, **overrides)
     reader = StateDictReader(
         read_state_dict(state_dict), owner="load_gpt2", prefixes=("transformer.", "")

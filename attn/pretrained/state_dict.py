@@ -1,9 +1,12 @@
-"""Reading Hugging Face state dicts and writing their arrays into `flax.nnx` parameters."""
+"""Reading Hugging Face state dicts and writing their arrays into `flax.nnx` parameters, and
+translating the activation names of their `config.json`."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +15,55 @@ from flax import nnx
 from attn.extras import require
 
 StateDict = Mapping[str, np.ndarray]
+
+HF_ACTIVATIONS: Mapping[str, str] = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+"""Hugging Face activation names (`hidden_act`, `activation_function`) -> names in
+`attn.layers.feedforward.ACTIVATIONS`."""
+
+
+def hf_activation(
+    owner: str, field: str, name: str, supported: Mapping[str, str] = HF_ACTIVATIONS
+) -> str:
+    """The `ACTIVATIONS` name of the Hugging Face activation `name`, read from config `field`;
+    a ValueError naming `owner` and the supported names otherwise."""
+    if name not in supported:
+        raise ValueError(
+            f"{owner}: {field} {name!r} is not supported; expected one of {sorted(supported)}"
+        )
+    return supported[name]
+
+
+def read_config(
+    owner: str, config: Mapping[str, Any] | str | os.PathLike, required: Sequence[str]
+) -> Mapping[str, Any]:
+    """A checkpoint's `config.json`, given as a dict or as the file's path, with `required` keys.
+
+    Raises one ValueError or TypeError naming the file, the missing keys or the given type.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        try:
+            with open(config) as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"{owner}: cannot read config.json {os.fspath(config)!r}: {error}"
+            ) from None
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"{owner}: config must be the checkpoint's config.json as a dict or a path, "
+            f"got {type(config).__name__}"
+        )
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise ValueError(f"{owner}: config.json lacks {missing}; it needs {list(required)}")
+    return config
 
 
 def read_state_dict(source: StateDict | str | os.PathLike) -> dict[str, np.ndarray]:

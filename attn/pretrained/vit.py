@@ -30,16 +30,13 @@ import numpy as np
 from flax import nnx
 
 from attn.models.vit import ViT, ViTConfig
-from attn.pretrained.state_dict import StateDict, StateDictReader, read_state_dict
-
-_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
+from attn.pretrained.state_dict import (
+    StateDict,
+    StateDictReader,
+    hf_activation,
+    read_config,
+    read_state_dict,
+)
 
 V5_NAMES = {
     "layer": "layers.{i}.",
@@ -80,12 +77,12 @@ def vit_config(
     `num_classes` and `representation_size` (the pooler's width) come from the state dict, since
     a `ViTModel`'s config.json lists labels for a head it does not have.
     """
-    activation = config.get("hidden_act", "gelu")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"load_vit: hidden_act {activation!r} is not supported; expected one of "
-            f"{sorted(_ACTIVATIONS)}"
-        )
+    config = read_config(
+        "load_vit",
+        config,
+        ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"),
+    )
+    activation = hf_activation("load_vit", "hidden_act", config.get("hidden_act", "gelu"))
     if not config.get("qkv_bias", True):
         raise ValueError("load_vit: qkv_bias=False (no query/key/value biases) is not supported")
     image_size = config.get("image_size", 224)
@@ -108,7 +105,7 @@ def vit_config(
             "position": "learned",
             "representation_size": representation_size,
             "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
-            "activation": _ACTIVATIONS[activation],
+            "activation": activation,
             "dropout_rate": config.get("hidden_dropout_prob", 0.0),
             "attention_dropout_rate": config.get("attention_probs_dropout_prob", 0.0),
             **overrides,
@@ -136,7 +133,7 @@ def _block_names(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
 
 def load_vit(
     state_dict: StateDict | str | os.PathLike,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | str | os.PathLike,
     **overrides: Any,
 ) -> ViT:
     """A `ViT` holding the weights of a Hugging Face ViT checkpoint.
@@ -153,7 +150,7 @@ def load_vit(
     Args:
       state_dict: name -> array (transformers 5 or 4 names, with or without the `vit.` prefix),
         or a `.safetensors` path.
-      config: the checkpoint's `config.json` as a dict.
+      config: the checkpoint's `config.json` as a dict, or the path of the file.
       **overrides: `ViTConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
@@ -164,6 +161,7 @@ def load_vit(
       ValueError: a weight has the wrong shape, the state dict holds weights the model has no
         place for, or the config is unsupported (qkv_bias=False, another activation).
     """
+    config = read_config("load_vit", config, ())
     arrays = read_state_dict(state_dict)
     reader = StateDictReader(arrays, owner="load_vit", prefixes=("vit.", ""))
     names = _block_names(arrays)

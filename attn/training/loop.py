@@ -247,7 +247,8 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
                 if stopping:
                     if step < total:
                         finished = False
-                        _print(f"\nstopped by {guard.received or 'a signal'} at step {step}")
+                        signal_name = guard.received.name if guard.received else "a signal"
+                        _print(f"\nstopped by {signal_name} at step {step}")
                     break
         if not eval_results and step == total:  # resumed from the final checkpoint
             eval_results = evaluator(step, writer)

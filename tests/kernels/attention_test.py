@@ -172,3 +172,13 @@ def test_very_negative_bias_on_every_allowed_key_spreads_over_the_allowed_keys()
     bias = jnp.array([[-jnp.inf, -jnp.inf, 0.0, 0.0]])
     _, weights = attention(jnp.zeros((1, 2)), jnp.zeros((4, 2)), jnp.eye(4), mask=mask, bias=bias)
     np.testing.assert_allclose(weights, [[0.5, 0.5, 0.0, 0.0]])
+
+
+def test_score_params_that_do_not_fit_the_score_are_one_clear_error():
+    q, k, v = _qkv(np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"score='additive' takes score_params .*W_q.*got \[\]"):
+        attention(q, k, v, score="additive")
+    with pytest.raises(ValueError, match=r"score='general' .*got \['U'\]"):
+        attention(q, k, v, score="general", score_params={"U": jnp.eye(3)})
+    out, _ = attention(q, k, v, score="scaled_dot", score_params={"scale": 0.5})  # optional key
+    assert out.shape == (5, 4)

@@ -466,3 +466,11 @@ def test_blockwise_attention_takes_unbatched_inputs():
     got = blockwise_attention(q[0], k[0], v[0], is_causal=True, block_q=2, block_k=3)
     want = blockwise_attention(q[:1], k[:1], v[:1], is_causal=True, block_q=2, block_k=3)
     np.testing.assert_array_equal(got, want[0])
+
+
+def test_cudnn_off_a_gpu_is_one_clear_error():
+    if jax.default_backend() == "gpu":
+        pytest.skip("this process has a GPU")
+    q = jnp.ones((1, 4, 2, 8), jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"implementation='cudnn' needs an NVIDIA GPU.*'cpu'"):
+        dot_product_attention(q, q, q, implementation="cudnn")

@@ -252,3 +252,19 @@ def test_unsupported_activation_raises(hf):
 def test_unsupported_attention_scaling_raises(hf, option):
     with pytest.raises(ValueError, match=next(iter(option))):
         gpt2_config({**hf["config"], **option})
+
+
+def test_config_missing_a_key_or_given_as_a_path(tmp_path):
+    from attn.pretrained import load_gpt2
+
+    config = {"vocab_size": 11, "n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 6}
+    with pytest.raises(ValueError, match=r"load_gpt2: config.json lacks \['n_embd'\]"):
+        load_gpt2({}, {k: v for k, v in config.items() if k != "n_embd"})
+    with pytest.raises(ValueError, match=r"load_gpt2: cannot read config.json '.*missing.json'"):
+        load_gpt2({}, tmp_path / "missing.json")
+    with pytest.raises(TypeError, match="load_gpt2: config must be .* a dict or a path, got int"):
+        load_gpt2({}, 3)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(KeyError, match="wte"):  # the path was read: now the weights are missing
+        load_gpt2({}, path)

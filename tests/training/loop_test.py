@@ -135,6 +135,7 @@ def test_kill_then_sigterm_then_resume_is_bit_identical(env, uninterrupted):
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
     assert "stopped at step" in stderr
+    assert "stopped by SIGTERM at step" in stdout  # the signal's name, not its number
     stopped_at = checkpoint_steps(workdir)[-1]
     assert killed_at < stopped_at < STEPS
     assert f"resumed from the checkpoint of step {killed_at}" in stdout
