@@ -10,6 +10,7 @@ validates the values once, before any data or model is built; `model_config` and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -139,6 +140,11 @@ def check_config(config: Mapping[str, Any]) -> None:
     Raises:
       ValueError: one line naming the config field, the value and what to change.
     """
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise TypeError(
+            "config must be an ml_collections.ConfigDict (default_config() or an "
+            f"experiments/configs file's get_config()), got {type(config).__name__}"
+        )
     task_class(config.task).check_family(config.model.family)
     if config.dataset.name not in attn_data.list_datasets():
         raise ValueError(
@@ -168,10 +174,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ValueError(
             f"config.compute_dtype must be one of {COMPUTE_DTYPES}, got {config.compute_dtype!r}"
         )
-    if not config.optimizer.learning_rate > 0:
-        raise ValueError(
-            f"config.optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}"
-        )
+    _check_optimizer(config.optimizer)
     if not 0 <= config.loss.label_smoothing < 1:
         raise ValueError(
             f"config.loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}"
@@ -180,6 +183,30 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ValueError(f"config.loss.z_loss must be >= 0, got {config.loss.z_loss}")
     if not isinstance(config.seed, int) or not 0 <= config.seed < 2**31:
         raise ValueError(f"config.seed must be an int in [0, 2**31), got {config.seed!r}")
+
+
+_OPTIMIZER_RANGES = {  # field: (the rule as said in the error, the test of a finite number)
+    "learning_rate": ("> 0", lambda x: x > 0),
+    "b1": ("in [0, 1)", lambda x: 0 <= x < 1),
+    "b2": ("in [0, 1)", lambda x: 0 <= x < 1),
+    "eps": ("> 0", lambda x: x > 0),
+    "weight_decay": (">= 0", lambda x: x >= 0),
+    "grad_clip_norm": (">= 0 (0 or None: no clipping)", lambda x: x >= 0),
+    "end_factor": ("in [0, 1]", lambda x: 0 <= x <= 1),
+}
+
+
+def _check_optimizer(optimizer: Mapping[str, Any]) -> None:
+    """Each optimizer number finite and in its range (Adam's betas in [0, 1))."""
+    for name, (rule, holds) in _OPTIMIZER_RANGES.items():
+        value = optimizer.get(name)
+        if value is None and name != "learning_rate":  # a field this optimizer does not use
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and holds(value)):
+            raise ValueError(
+                f"config.optimizer.{name} must be {rule} (a finite number), got {value!r}"
+            )
 
 
 def check_batch_divides(name: str, batch_size: int, mesh: jax.sharding.Mesh) -> None:
