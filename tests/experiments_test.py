@@ -116,6 +116,29 @@ def test_bad_value_is_a_one_line_error(flags, devices, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("missing.py", "error: --config: no file '"),
+        ("no_get_config.py", "error: --config: '"),
+        (str(CONFIGS / "dates.py:bogus"), "error: --config "),
+    ],
+)
+def test_bad_config_file_or_argument_is_one_line(config, message, tmp_path):
+    (tmp_path / "no_get_config.py").write_text("batch_size = 8\n")
+    if not config.startswith(str(CONFIGS)):
+        config = str(tmp_path / config)
+    result = run_train("--config", config, f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    if config.endswith(":bogus"):
+        assert "unknown config option 'bogus'" in lines[-1]
+    if config.endswith("no_get_config.py"):
+        assert "defines no get_config" in lines[-1]
+
+
 def test_missing_dataset_says_how_to_prepare_it(tmp_path):
     result = run_train(
         "--config",
