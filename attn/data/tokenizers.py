@@ -251,13 +251,21 @@ class SentencePieceTokenizer(Tokenizer):
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Restores a tokenizer written by `Tokenizer.save(path)` (either kind)."""
-    with open(path, encoding="utf-8") as f:
-        state = json.load(f)
-    kind = state.get("kind") if isinstance(state, dict) else None
-    if kind == "char":
-        return CharTokenizer(state["alphabet"])
-    if kind == "sentencepiece":
-        return SentencePieceTokenizer(base64.b64decode(state["model"]))
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        kind = state.get("kind") if isinstance(state, dict) else None
+        if kind == "char":
+            return CharTokenizer(state["alphabet"])
+        if kind == "sentencepiece":
+            return SentencePieceTokenizer(base64.b64decode(state["model"]))
+    except (ValueError, KeyError, TypeError, RuntimeError, UnicodeDecodeError) as error:
+        # json errors, a missing field, or a SentencePiece model that does not parse
+        raise ValueError(
+            f"{os.fspath(path)} is not a readable saved tokenizer ({type(error).__name__}: "
+            f"{error}); delete it or restore it from the run that wrote it"
+        ) from None
     raise ValueError(
-        f"{path} holds no saved tokenizer: expected kind 'char' or 'sentencepiece', got {kind!r}"
+        f"{os.fspath(path)} holds no saved tokenizer: expected kind 'char' or 'sentencepiece', "
+        f"got {kind!r}"
     )

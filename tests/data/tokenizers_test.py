@@ -1,5 +1,7 @@
 """Character and SentencePiece tokenizers: special ids, round trips, save/load."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,15 @@ def test_bad_tokenizer_arguments_raise(tmp_path):
     (tmp_path / "other.json").write_text('{"kind": "bpe"}')
     with pytest.raises(ValueError, match="no saved tokenizer"):
         load_tokenizer(tmp_path / "other.json")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"kind": "char", "alph', '{"kind": "char"}', '{"kind": "sentencepiece", "model": "AAAA"}'],
+    ids=["truncated", "missing-field", "corrupt-model"],
+)
+def test_a_corrupt_tokenizer_file_is_one_error_naming_the_file(text, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} is not a readable saved"):
+        load_tokenizer(path)
