@@ -162,6 +162,11 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
                 "--workdir or the seed of that run"
             )
         train_iter.set_state(saved["data"])
+        if step > config.num_train_steps:
+            raise ValueError(
+                f"config.num_train_steps={config.num_train_steps} is below step {step} of the "
+                f"checkpoint in {checkpointer.directory}; use at least {step}, or a new --workdir"
+            )
         _print(f"resumed from the checkpoint of step {step} in {checkpointer.directory}")
 
     train_step = make_train_step(

@@ -109,6 +109,16 @@ def test_metrics_have_one_record_per_step_after_a_resume(tmp_path):
     assert records(workdir) == [(1, "train"), (2, "train"), (2, "eval")]
 
 
+def test_num_train_steps_below_the_checkpoint_step_is_one_line(tmp_path):
+    workdir = tmp_path / "run"
+    config = dates_smoke(tmp_path / "data")
+    train_and_evaluate(config, str(workdir))  # ends with the checkpoint of step 2
+    fewer = dates_smoke(tmp_path / "data")
+    fewer.num_train_steps = 1
+    with pytest.raises(ValueError, match=r"num_train_steps=1 is below step 2 of the checkpoint"):
+        train_and_evaluate(fewer, str(workdir))
+
+
 def test_second_run_on_a_live_workdir_stops_naming_the_holder(tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
