@@ -48,7 +48,8 @@ _BYTES = "__bytes_base64__"
 
 
 class CheckpointError(OSError):
-    """A checkpoint could not be written; the message is one line naming the step and directory."""
+    """A checkpoint could not be written or none could be read; the message is one line naming
+    the step(s) and the directory."""
 
 
 def _is_array(leaf: Any) -> bool:
@@ -371,19 +372,21 @@ class Checkpointer:
             try:
                 return step, self.restore(step, abstract_state)
             except Exception as error:  # any unreadable step falls back to the previous one
+                first_line = str(error).splitlines()[0] if str(error) else ""
                 logger.warning(
                     "checkpoint of step %d in %s cannot be restored (%s: %s); trying the "
                     "previous one",
                     step,
                     self.directory,
                     type(error).__name__,
-                    str(error).splitlines()[0] if str(error) else "",
+                    first_line,
                 )
                 self._unreadable.add(step)
-                errors.append(f"step {step}: {type(error).__name__}: {error}")
+                errors.append(f"step {step}: {type(error).__name__}: {first_line}")
         if errors:
-            raise RuntimeError(
-                f"no checkpoint in {self.directory} could be restored:\n" + "\n".join(errors)
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} could be restored ({'; '.join(errors)}); "
+                "move them away to start over, or use a new --workdir"
             )
         return None
 
