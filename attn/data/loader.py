@@ -13,7 +13,9 @@ Shuffling is a seeded global permutation, different (and deterministic) in every
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import math
+import os
 
 import grain
 import jax
@@ -24,6 +26,8 @@ from attn.data import builders, encoding
 from attn.data.catalog import catalog_source, prepare_catalog
 from attn.data.specs import DATASETS, DatasetSpec
 from attn.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer
+
+_TFDS_DEFAULT = "~/tensorflow_datasets"  # where TFDS reads and writes without a data_dir
 
 CONFIGS = ("default", "tiny")
 TOKENIZER_KINDS = ("char", "sentencepiece")
@@ -124,10 +128,15 @@ def prepare(name: str, data_dir: str | None = None, *, config: str = "default") 
     spec = _spec(name)
     _check_config(spec, config)
     if spec.generated:
-        builder = builders.BUILDERS[name](
-            config=config, data_dir=data_dir, file_format="array_record"
-        )
-        builder.download_and_prepare()
+        root = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", _TFDS_DEFAULT))
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, f".{name}-{config}.lock"), "w") as lock:
+            # Another process preparing the same dataset: wait for it, then find it prepared.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            builder = builders.BUILDERS[name](
+                config=config, data_dir=data_dir, file_format="array_record"
+            )
+            builder.download_and_prepare()
     else:
         prepare_catalog(spec.tfds_name, data_dir)
 

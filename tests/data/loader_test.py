@@ -1,6 +1,9 @@
 """attn.data.load: fixed-shape batches, checkpointable iterators, seeded shuffling, errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -187,3 +190,27 @@ def test_prepare_rejects_unknown_names_and_configs(data_dir):
     with pytest.raises(ValueError, match="config must be one of"):
         attn.data.prepare("dates", data_dir, config="small")
     assert set(attn.data.list_datasets()) >= {"dates", "pydoc", "digits", "lm1b", "cifar10"}
+
+
+def test_processes_preparing_one_fresh_data_dir_all_succeed(tmp_path):
+    """Later ones wait for the first (a lock in the data dir) instead of failing on its files;
+    without the lock, three processes fail about half the time here."""
+    code = "import sys; from attn.data import prepare; prepare('copy', sys.argv[1], config='tiny')"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+    batches = attn.data.load(
+        "copy", split="test", batch_size=2, data_dir=str(tmp_path), config="tiny", num_epochs=1
+    )
+    assert next(iter(batches))
