@@ -194,7 +194,7 @@ def test_prepare_rejects_unknown_names_and_configs(data_dir):
 
 def test_processes_preparing_one_fresh_data_dir_all_succeed(tmp_path):
     """Later ones wait for the first (a lock in the data dir) instead of failing on its files;
-    without the lock, three processes fail about half the time here."""
+    without the lock, two such processes failed in one run of three here."""
     code = "import sys; from attn.data import prepare; prepare('copy', sys.argv[1], config='tiny')"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     runs = [
