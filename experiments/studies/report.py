@@ -204,3 +204,27 @@ def new_figure(width: float = 8.0, height: float = 3.5, columns: int = 1):
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, columns)
     return figure, np.atleast_1d(axes)
+
+
+def new_mosaic(layout: Sequence[Sequence[str]], width: float = 10.0, height: float = 6.0):
+    """A headless figure laid out by `layout` (rows of axis names, as matplotlib's
+    `subplot_mosaic`); returns (figure, {name: axes})."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplot_mosaic([list(row) for row in layout])
+
+
+def show_figure(ax: Any, figure: Any, title: str | None = None) -> None:
+    """Draw another figure (e.g. one that an `attn.viz` function returned) as a picture in `ax`,
+    so that a study's plot.png can hold it beside its own charts."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    ax.imshow(np.asarray(canvas.buffer_rgba()))
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
