@@ -5,21 +5,35 @@ import json
 import math
 
 import jax
+import numpy as np
 import pytest
+from flax import nnx
 
+from attn import viz
 from attn.kernels.hard_training import gradient_variance
+from attn.layers import collect_intermediates
+from attn.models import ViT, ViTConfig
 from experiments.studies import (
+    digits_cnn,
+    digits_training,
     report,
     s05_scaling,
     s06_heads,
     s07_positions,
     s08_path_length,
     s09_estimators,
+    s11_vit_vs_cnn,
+    s12_squeeze_excitation,
     s13_worked_example,
 )
 
 ANALYTIC = [s05_scaling, s07_positions, s08_path_length, s13_worked_example]
-TRAINED = [s06_heads, s09_estimators]  # tiny smoke runs: the verdict is not checked there
+TRAINED = [
+    s06_heads,
+    s09_estimators,
+    s11_vit_vs_cnn,
+    s12_squeeze_excitation,
+]  # tiny smoke runs: the verdict is not checked there
 
 
 @pytest.mark.parametrize("study", ANALYTIC + TRAINED, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
@@ -193,3 +207,131 @@ def test_estimator_gradients_vary_only_where_a_draw_is_made():
         gradient, jax.random.key(1), estimators=["straight_through_argmax"], num_samples=4
     )
     assert variance["straight_through_argmax"] == 0.0  # no draw: why it is left out of the study
+
+
+def _digits_rows(cnn: list[float], vit: list[float], rollout: list[float]) -> list[dict]:
+    """Accuracy rows at n = 50, 100, 1439 (CNN − ViT shrinking by 4 pp per step up), and
+    attribution rows with ρ(raw) = 0.1 and the given ρ(rollout) per seed."""
+    rows = []
+    for k, n in enumerate((50, 100, 1439)):
+        for model, values in (("CNN", cnn), ("ViT", vit)):
+            shift = 0.04 * k if model == "ViT" else 0.0
+            rows += [
+                {"part": "accuracy", "model": model, "n_train": n, "seed": s, "test_acc": a + shift}
+                for s, a in enumerate(values)
+            ]
+    for s, rho in enumerate(rollout):
+        for method, value in (("raw", 0.1), ("rollout", rho)):
+            rows.append(
+                {
+                    "part": "attribution",
+                    "seed": s,
+                    "image_id": 0,
+                    "method": method,
+                    "spearman_occlusion": value,
+                    "spearman_grad": value,
+                }
+            )
+    return rows
+
+
+def test_vit_vs_cnn_verdict_passes_and_fails():
+    cnn = [0.9, 0.92, 0.91]
+    assert (
+        s11_vit_vs_cnn.verdict(_digits_rows(cnn, [0.8, 0.83, 0.8], [0.3, 0.2, 0.25]))
+        == report.REPLICATED
+    )
+    # rollout below raw attention in one seed: part (b) is not settled
+    assert (
+        s11_vit_vs_cnn.verdict(_digits_rows(cnn, [0.8, 0.83, 0.8], [0.3, 0.05, 0.25]))
+        == report.INCONCLUSIVE
+    )
+    # the ViT ahead at n = 50 and 100 in every seed
+    assert (
+        s11_vit_vs_cnn.verdict(_digits_rows(cnn, [0.99, 0.99, 0.98], [0.3, 0.2, 0.25]))
+        == report.NOT_REPLICATED
+    )
+
+
+def test_vit_rollout_rows_sum_to_one_and_importances_have_one_value_per_patch():
+    vit = ViT(ViTConfig.named("digits"), rngs=nnx.Rngs(0))
+    images = jax.random.normal(jax.random.key(0), (3, 8, 8, 1))
+    _, found = collect_intermediates(vit, images, names=("attention_weights",))
+    rollout = viz.attention_rollout({path[:-1]: w for path, w in found.items()})
+    np.testing.assert_allclose(rollout.sum(axis=-1), 1.0, rtol=1e-6)
+    importances = s11_vit_vs_cnn.patch_importances(vit, np.asarray(images), np.array([0, 1, 2]))
+    assert {k: v.shape for k, v in importances.items()} == {
+        k: (3, 16) for k in ("raw", "rollout", "occlusion", "grad")
+    }
+
+
+def test_stratified_order_keeps_the_classes_in_proportion_in_every_prefix():
+    labels = np.repeat(np.arange(10), [30, 25, 40, 35, 30, 30, 28, 32, 33, 37])
+    order = digits_training.stratified_order(labels, seed=1)
+    assert sorted(order) == list(range(len(labels)))
+    for n in (50, 100, 200):
+        counts = np.bincount(labels[order[:n]], minlength=10)
+        expected = n * np.bincount(labels) / len(labels)
+        assert np.all(np.abs(counts - expected) <= 1.0 + 1e-9), (n, counts, expected)
+
+
+def test_squeeze_excitation_weights_lie_in_0_1_with_shape_b_c():
+    cnn = digits_cnn.DigitsCNN(se=True, rngs=nnx.Rngs(0))
+    images = np.asarray(jax.random.normal(jax.random.key(1), (5, 8, 8, 1)))
+    weights = s12_squeeze_excitation.channel_weights(cnn, images)
+    assert [w.shape for w in weights] == [(5, c) for c in digits_cnn.CHANNELS]
+    assert all(np.all((w > 0) & (w < 1)) for w in weights)
+    plain = digits_cnn.DigitsCNN(se=False, rngs=nnx.Rngs(0))
+    assert digits_cnn.parameter_count(plain) < digits_cnn.parameter_count(cnn)
+    assert digits_cnn.flops_per_image(plain) < digits_cnn.flops_per_image(cnn)
+
+
+def test_class_variance_ratio():
+    labels = np.array([0, 0, 1, 1])
+    by_class = np.array([[0.2, 0.9], [0.2, 0.9], [0.8, 0.1], [0.8, 0.1]])
+    assert s12_squeeze_excitation.class_variance_ratio(by_class, labels) == pytest.approx(1.0)
+    within = np.array([[0.2, 0.9], [0.8, 0.1], [0.2, 0.9], [0.8, 0.1]])
+    assert s12_squeeze_excitation.class_variance_ratio(within, labels) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match=r"shape \[N, C\]"):
+        s12_squeeze_excitation.class_variance_ratio(by_class[:3], labels)
+
+
+def _se_rows(gain: list[float], first: list[float], last: list[float]) -> list[dict]:
+    rows = []
+    for n in (200, 1439):
+        for s, g in enumerate(gain):
+            rows.append(
+                {"part": "accuracy", "se": False, "n_train": n, "seed": s, "test_acc": 0.95}
+            )
+            rows.append(
+                {"part": "accuracy", "se": True, "n_train": n, "seed": s, "test_acc": 0.95 + g}
+            )
+            for block, ratios in ((0, first), (1, 0.5 * np.add(first, last)), (2, last)):
+                rows.append(
+                    {
+                        "part": "class_ratio",
+                        "n_train": n,
+                        "seed": s,
+                        "block": block,
+                        "class_var_ratio": float(ratios[s]),
+                    }
+                )
+    return rows
+
+
+def test_squeeze_excitation_verdict_passes_and_fails():
+    first, last = [0.2, 0.25, 0.22, 0.21, 0.2], [0.6, 0.5, 0.55, 0.7, 0.1]
+    gain = [0.01, 0.012, 0.008, 0.011, 0.01]
+    assert s12_squeeze_excitation.verdict(_se_rows(gain, first, last)) == report.REPLICATED
+    # the expected outcome: no accuracy gain, the class-specificity trend holds in 4/5 seeds
+    mixed = [0.01, -0.01, 0.0, 0.005, -0.005]
+    assert s12_squeeze_excitation.verdict(_se_rows(mixed, first, last)) == report.INCONCLUSIVE
+    # class specificity falls with depth in every seed
+    assert s12_squeeze_excitation.verdict(_se_rows(gain, last, first)) in (
+        report.NOT_REPLICATED,
+        report.INCONCLUSIVE,
+    )
+    falling = [0.1, 0.12, 0.11, 0.1, 0.13]
+    assert s12_squeeze_excitation.verdict(_se_rows(gain, [0.5] * 5, falling)) == (
+        report.NOT_REPLICATED
+    )

@@ -16,6 +16,8 @@ Each SE layer sows its channel weights s [B, C] as "channel_weights" when asked:
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -36,7 +38,7 @@ class DigitsCNN(nnx.Module):
         self.convs = nnx.List(
             [
                 nnx.Conv(c_in, c_out, kernel_size=(3, 3), padding="SAME", rngs=rngs)
-                for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+                for c_in, c_out in itertools.pairwise(widths)
             ]
         )
         self.excitations = nnx.data(

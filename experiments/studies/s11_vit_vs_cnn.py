@@ -229,6 +229,12 @@ def _mean_spearman(rows: list[dict], method: str, reference: str) -> list[float]
     ]
 
 
+def _seeds_ahead(rows: list[dict], n_train: int) -> int:
+    """The number of seeds in which the CNN beats the ViT at `n_train`."""
+    cnn, vit = _accuracies(rows, "CNN", n_train), _accuracies(rows, "ViT", n_train)
+    return int(np.sum(np.subtract(cnn, vit) > 0))
+
+
 def gaps(rows: list[dict]) -> list[dict]:
     """CNN − ViT per training-set size: the paired difference over seeds."""
     out = []
@@ -239,7 +245,7 @@ def gaps(rows: list[dict]) -> list[dict]:
                 "n_train": n,
                 "CNN - ViT (pp)": 100 * d.mean,
                 "95% CI (pp)": f"[{100 * d.low:.1f}, {100 * d.high:.1f}]" if d.n > 1 else "n = 1",
-                "CNN ahead in": f"{int(np.sum(np.subtract(*[_accuracies(rows, m, n) for m in ('CNN', 'ViT')]) > 0))}/{d.n}",
+                "CNN ahead in": f"{_seeds_ahead(rows, n)}/{d.n}",
                 "difference": d,
             }
         )
@@ -262,9 +268,7 @@ def claims(rows: list[dict]) -> list[dict]:
         by_n[small[-1]]["difference"].mean > by_n[everything]["difference"].mean
     )
     reversed_ = [
-        n
-        for n in small
-        if by_n[n]["difference"].mean < 0 and by_n[n]["difference"].high < 0
+        n for n in small if by_n[n]["difference"].mean < 0 and by_n[n]["difference"].high < 0
     ]
     if small and all(checks.values()):
         verdict_a = report.REPLICATED
@@ -283,7 +287,7 @@ def claims(rows: list[dict]) -> list[dict]:
         },
         {
             "claim": "(b) rollout agrees with occlusion better than raw attention",
-            "checks": f"mean ρ(rollout) − ρ(raw) = {rollout_gain.mean:+.3f}, "
+            "checks": f"mean rho(rollout) - rho(raw) = {rollout_gain.mean:+.3f}, "
             f"{rollout_gain.agreeing}/{rollout_gain.n} seeds agree in sign",
             "verdict": report.verdict_from_difference(rollout_gain, 0.0),
         },
@@ -324,8 +328,8 @@ def attribution_table(rows: list[dict]) -> list[dict]:
                 for r in rows
                 if r["part"] == "attribution" and r["method"] == method
             ]
-            row[f"ρ with {reference} (images)"] = report.mean_std(per_image)
-            row[f"ρ with {reference} (seed means)"] = report.mean_std(
+            row[f"rho with {reference} (images)"] = report.mean_std(per_image)
+            row[f"rho with {reference} (seed means)"] = report.mean_std(
                 _mean_spearman(rows, method, reference)
             )
         out.append(row)
@@ -347,6 +351,7 @@ def plot(rows: list[dict], shown: dict):
                        color="grey")  # fmt: skip
     ax.set(xscale="log", xlabel="training images n (log)", ylabel="test accuracy")
     ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set_title("digits: accuracy vs training-set size (dots: seeds)")
     ax.legend(fontsize=8)
     ax = axes["spearman"]
@@ -357,8 +362,8 @@ def plot(rows: list[dict], shown: dict):
             ax.bar(x, np.mean(means), color=("tab:grey", "tab:blue")[j],
                    label=method if k == 0 else None)  # fmt: skip
             ax.scatter([x] * len(means), means, color="black", s=8, zorder=3)
-    ax.set_xticks([0.5, 3.5], ["vs occlusion", "vs gradient × input"])
-    ax.set(ylabel="Spearman ρ (mean over test images)")
+    ax.set_xticks([0.5, 3.5], ["vs occlusion", "vs gradient x input"])
+    ax.set(ylabel="Spearman rho (mean over test images)")
     ax.set_title("all-data ViT: which attention map ranks the patches (dots: seeds)")
     ax.axhline(0, color="black", lw=0.6)
     ax.legend(fontsize=8)
@@ -389,13 +394,16 @@ def summary(rows: list[dict], seeds: int, mode: str) -> str:
                 gap_rows, ["n_train", "CNN - ViT (pp)", "95% CI (pp)", "CNN ahead in"]
             ),
             "",
-            "Patch importances of the all-data ViT on the test images (16 patches each): Spearman "
-            "ρ of the class token's last-layer raw attention and of its rollout with occlusion and "
-            "with gradient × input.",
+            "Patch importances of the all-data ViT on the test images (16 patches each): "
+            "Spearman rho of the class token's last-layer raw attention and of its rollout with "
+            "occlusion and with gradient x input.",
             "",
             report.markdown_table(
                 attribution_table(rows),
-                ["method", *[f"ρ with {r} ({w})" for r in REFERENCES for w in ("images", "seed means")]],
+                [
+                    "method",
+                    *[f"rho with {r} ({w})" for r in REFERENCES for w in ("images", "seed means")],
+                ],
             ),
             "",
             "| anchor | Dosovitskiy et al. 2021 §4.3, Fig. 3/4: without pre-training on large "
