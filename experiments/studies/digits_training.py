@@ -91,20 +91,28 @@ def loss_and_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, 
     return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "tx", "batch"), donate_argnums=(1, 3))
-def train_step(graphdef, params, rest, opt_state, images, labels, key, step, *, tx, batch):
+@functools.partial(jax.jit, static_argnames=("graphdef", "tx"), donate_argnums=(1, 3))
+def train_step(graphdef, params, rest, opt_state, images, labels, size, key, step, *, tx):
     """One optimizer step on the batch drawn from fold_in(key, step); (params, opt_state, loss).
+
+    The first `size` of `images` [N, 8, 8, 1] are the training set (the rest is padding, so that
+    every training-set size runs one compiled step): the batch is min(BATCH, size) of them drawn
+    without replacement (the BATCH smallest of `size` uniform keys), the loss their mean.
 
     One jitted step per Python iteration, not a `lax.scan` over steps: on CPU, XLA runs the
     convolutions inside a loop about 8× slower than at the top level."""
+    draws = jax.random.uniform(jax.random.fold_in(key, step), labels.shape)
+    index = jnp.argsort(jnp.where(jnp.arange(labels.shape[0]) < size, draws, 2.0))[:BATCH]
+    weight = (jnp.arange(BATCH) < size).astype(jnp.float32)  # [BATCH]: 0 past the training set
 
-    def loss_fn(params, x, y):
-        return loss_and_accuracy(nnx.merge(graphdef, params, rest)(x), y)[0]
+    def loss_fn(params):
+        logits = nnx.merge(graphdef, params, rest)(images[index])
+        per_example = cross_entropy_per_token(
+            logits, labels[index], label_smoothing=LABEL_SMOOTHING
+        )
+        return jnp.sum(weight * per_example) / jnp.sum(weight)
 
-    index = jax.random.choice(
-        jax.random.fold_in(key, step), labels.shape[0], (batch,), replace=False
-    )
-    loss, grads = jax.value_and_grad(loss_fn)(params, images[index], labels[index])
+    loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -124,8 +132,12 @@ def train(
     max_steps: int,
     eval_every: int,
     patience: int,
+    pad_to: int | None = None,
 ) -> tuple[nnx.Module, dict[str, Any]]:
     """Train `model` on `train_set` with early stopping on `validation`; (the best model, info).
+
+    `pad_to`: pad the training arrays to this many images (at least BATCH), so that training sets
+    of every size share one compiled step (pass the size of the whole training split).
 
     info: steps (run), best_step, val_acc (at best_step), final_train_loss (mean of the last
     evaluation interval).
@@ -133,16 +145,19 @@ def train(
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = digits_optimizer(max_steps)
     opt_state = tx.init(params)
-    images, labels = jnp.asarray(train_set[0]), jnp.asarray(train_set[1])
     val_images, val_labels = jnp.asarray(validation[0]), jnp.asarray(validation[1])
-    batch = min(BATCH, len(train_set[1]))
+    size = len(train_set[1])
+    capacity = max(pad_to or 0, size, BATCH)
+    padding = ((0, capacity - size),)
+    images = jnp.asarray(np.pad(train_set[0], padding + ((0, 0),) * 3))
+    labels = jnp.asarray(np.pad(train_set[1], padding))
     key = jax.random.key(seed)
     best, best_params, best_step, step, losses = None, params, 0, 0, []
     while step < max_steps and step - best_step < patience:
         losses = []
         for _ in range(min(eval_every, max_steps - step)):
             params, opt_state, loss = train_step(
-                graphdef, params, rest, opt_state, images, labels, key, step, tx=tx, batch=batch
+                graphdef, params, rest, opt_state, images, labels, size, key, step, tx=tx
             )
             losses.append(loss)
             step += 1

@@ -133,7 +133,8 @@ def attribution_rows(vit: ViT, images, labels, seed: int) -> tuple[list[dict], d
     return rows, importances
 
 
-def train_row(model_name: str, n_all: bool, train_set, validation, test, seed: int, mode: str):
+def train_row(model_name: str, n_all: bool, train_set, validation, test, seed: int, mode: str,
+              pad_to: int):  # fmt: skip
     """(the results row of one model on one subset, the trained network or None)."""
     timer = report.Timer()
     model, info = None, {}
@@ -148,6 +149,7 @@ def train_row(model_name: str, n_all: bool, train_set, validation, test, seed: i
             max_steps=MAX_STEPS[mode],
             eval_every=EVAL_EVERY[mode],
             patience=PATIENCE[mode],
+            pad_to=pad_to,
         )
         acc, params = digits_training.accuracy(model, *test), parameter_count(model)
     row = {
@@ -181,8 +183,9 @@ def measure(mode: str, seeds: int) -> tuple[list[dict], dict]:
             subset = order[: n or len(order)]
             for model_name in MODELS:
                 row, model = train_row(
-                    model_name, n is None, (x[subset], y[subset]), validation, test, seed, mode
-                )
+                    model_name, n is None, (x[subset], y[subset]), validation, test, seed, mode,
+                    len(order),
+                )  # fmt: skip
                 rows.append(row)
                 if model_name == "ViT" and n is None:
                     all_data_vit = model

@@ -95,6 +95,7 @@ def measure(mode: str, seeds: int) -> tuple[list[dict], dict]:
                     max_steps=MAX_STEPS[mode],
                     eval_every=EVAL_EVERY[mode],
                     patience=PATIENCE[mode],
+                    pad_to=len(order),
                 )
                 acc = digits_training.accuracy(model, x_test, y_test)
                 rows.append(
