@@ -28,6 +28,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from experiments.studies import recall_model, report
 
@@ -156,6 +157,7 @@ def plot(rows: list[dict]):
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.set_xticks(DIMS, [str(d) for d in DIMS])
+        ax.xaxis.set_minor_locator(NullLocator())
     figure.suptitle("S05b: recall model with and without 1/√d (one attention layer)")
     return figure
 

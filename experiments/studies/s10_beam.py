@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from matplotlib.ticker import NullLocator
 
 import attn.data as attn_data
 from attn import decoding
@@ -365,6 +366,7 @@ def plot(rows: list[dict]):
         )
     left.set(xscale="log", xlabel="beam size k", ylabel="exact match (1,000 dates)")
     left.set_xticks(beams, [str(k) for k in beams])
+    left.xaxis.set_minor_locator(NullLocator())
     left.set_title("exact match vs beam size")
     left.legend(fontsize=7)
     step = steps[min(1, len(steps) - 1)]
@@ -374,6 +376,7 @@ def plot(rows: list[dict]):
     right.axhline(np.mean(_em(rows, step, "greedy", 1, 0.0)), color="grey", ls=":", label="greedy")
     right.set(xscale="log", xlabel="beam size k", ylabel="exact match")
     right.set_xticks(beams, [str(k) for k in beams])
+    right.xaxis.set_minor_locator(NullLocator())
     right.set_title(f"length penalty ((5 + |y|)/6)^alpha at step {step}")
     right.legend(fontsize=7)
     figure.suptitle("S10: greedy vs beam search, dates Transformer")
