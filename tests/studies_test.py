@@ -295,3 +295,13 @@ def test_beam_invariants_on_random_weights():
     targets = jax.random.randint(jax.random.key(2), (6, 7), 3, 20)
     checks = s10_beam.random_weight_invariants(model, {"inputs": src, "targets": targets})
     assert all(checks.values()), checks
+
+
+def test_read_rows_gives_back_what_write_outputs_wrote(tmp_path):
+    rows = [
+        {"score": "dot", "d": 1024, "reached_95": False, "accuracy": 0.25},
+        {"score": "additive", "d": 16, "reached_95": True, "accuracy": 1.0, "note": "x"},
+    ]
+    figure, _ = report.new_figure()
+    report.write_outputs(tmp_path, rows=rows, summary="s", figure=figure, meta={"mode": "smoke"})
+    assert report.read_rows(tmp_path / "results.csv") == rows
