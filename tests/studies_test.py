@@ -305,3 +305,15 @@ def test_read_rows_gives_back_what_write_outputs_wrote(tmp_path):
     figure, _ = report.new_figure()
     report.write_outputs(tmp_path, rows=rows, summary="s", figure=figure, meta={"mode": "smoke"})
     assert report.read_rows(tmp_path / "results.csv") == rows
+
+
+def test_beam_study_keeps_every_checkpoint_it_decodes():
+    for mode in ("smoke", "full"):
+        config = s10_beam.training_config(mode, seed=0)
+        written = range(
+            config.checkpoint_every_steps,
+            config.num_train_steps + 1,
+            config.checkpoint_every_steps,
+        )
+        kept = list(written)[-config.keep_checkpoints :]
+        assert set(s10_beam.CHECKPOINTS[mode]) <= set(kept), (mode, kept)

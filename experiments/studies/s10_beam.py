@@ -76,7 +76,8 @@ def training_config(mode: str, seed: int):
     steps = CHECKPOINTS[mode]
     config.num_train_steps = steps[-1]
     config.checkpoint_every_steps = int(np.gcd.reduce(steps))
-    config.keep_checkpoints = len(steps)  # keep every one
+    # keep every checkpoint written (200, 400, 600, ... 1200), so the early ones survive
+    config.keep_checkpoints = steps[-1] // config.checkpoint_every_steps
     config.eval_every_steps = steps[-1]  # one evaluation, at the end (the cross-check)
     config.eval.num_attention_maps = 0
     return config
