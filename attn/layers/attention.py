@@ -154,9 +154,7 @@ class MultiHeadAttention(nnx.Module):
         self.cross_key: nnx.Cache | None = nnx.data(None)
         self.cross_value: nnx.Cache | None = nnx.data(None)
 
-    def set_view(
-        self, sow_weights: bool | None = None, deterministic: bool | None = None
-    ) -> None:
+    def set_view(self, sow_weights: bool | None = None, deterministic: bool | None = None) -> None:
         """Used by `nnx.view(model, sow_weights=..., deterministic=...)` to switch sowing or the
         mode in every such layer."""
         if sow_weights is not None:

@@ -120,7 +120,9 @@ class BertEmbeddings(nnx.Module):
         self.norm = nnx.LayerNorm(D, epsilon=config.layer_norm_eps, **common)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
 
-    def __call__(self, ids: Array, token_type_ids: Array, *, deterministic: bool | None = None) -> Array:
+    def __call__(
+        self, ids: Array, token_type_ids: Array, *, deterministic: bool | None = None
+    ) -> Array:
         """ids, token_type_ids int [B, T] -> [B, T, D] (shapes checked by `Bert`)."""
         T = ids.shape[1]
         h = self.word(ids) + self.position(T) + self.token_type(token_type_ids)

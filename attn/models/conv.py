@@ -271,7 +271,11 @@ class ConvS2S(nnx.Module):
     # ------------------------------------------------------------------ encoder / decoder
 
     def encode(
-        self, src: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool | None = None
+        self,
+        src: ArrayLike,
+        src_mask: ArrayLike | None = None,
+        *,
+        deterministic: bool | None = None,
     ) -> tuple[Array, Array]:
         """Encode the source.
 

@@ -243,9 +243,7 @@ class Seq2SeqRNN(nnx.Module):
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.sampling = rngs["sampling"].fork()
 
-    def set_view(
-        self, sow_weights: bool | None = None, deterministic: bool | None = None
-    ) -> None:
+    def set_view(self, sow_weights: bool | None = None, deterministic: bool | None = None) -> None:
         """Used by `nnx.view(model, sow_weights=..., deterministic=...)` to switch sowing or the
         mode."""
         if sow_weights is not None:

@@ -243,7 +243,11 @@ class Transformer(nnx.Module):
     # ------------------------------------------------------------------ encoder
 
     def encode(
-        self, src: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool | None = None
+        self,
+        src: ArrayLike,
+        src_mask: ArrayLike | None = None,
+        *,
+        deterministic: bool | None = None,
     ) -> Array:
         """Encode source ids.
 

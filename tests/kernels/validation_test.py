@@ -1,10 +1,10 @@
 """Bad input gets a clear error that names the argument, the expected shape and what was given."""
 
 import jax
-from jax.experimental import checkify
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 from attn.kernels import attention, blockwise_attention, dot_product_attention
 from attn.kernels.validation import check_token_ids
@@ -156,7 +156,8 @@ def test_checkify_reports_out_of_range_ids_under_jit():
     checked = jax.jit(checkify.checkify(lambda x: check_token_ids("M", "src", x, 9, "S")))
     error, _ = checked(ids)
     with pytest.raises(
-        checkify.JaxRuntimeError, match=r"M: src must lie in \[0, vocab_size=9\), got 12 at \[1, 1\]"
+        checkify.JaxRuntimeError,
+        match=r"M: src must lie in \[0, vocab_size=9\), got 12 at \[1, 1\]",
     ):
         error.throw()
     error, out = checked(ids.at[1, 1].set(8))

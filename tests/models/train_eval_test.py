@@ -45,7 +45,11 @@ def _lm():
 
 def _transformer():
     config = TransformerConfig.named(
-        "tiny", vocab_size=32, num_encoder_layers=1, num_decoder_layers=1, attention_dropout_rate=0.3
+        "tiny",
+        vocab_size=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        attention_dropout_rate=0.3,
     )
     return Transformer(config, rngs=nnx.Rngs(0)), lambda m, **kw: m(SRC, IDS, **kw)
 
