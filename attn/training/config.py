@@ -43,6 +43,9 @@ OVERRIDABLE = {
     "cell": str,
     "attention": str,
     "score": str,
+    "estimator": str,
+    "teacher_forcing_ratio": float,
+    "scheduled_sampling_k": float,
 }
 
 
@@ -112,6 +115,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.loss.label_smoothing = 0.0
     # α of the z-loss α · log² Z, >= 0.
     config.loss.z_loss = 0.0
+    # β of the moving-average REINFORCE baseline b' = β b + (1 − β) mean(R), in [0, 1): hard
+    # attention trained with estimator="reinforce" (Seq2SeqRNN).
+    config.loss.reinforce_baseline_decay = 0.9
 
     # "float32" or "bfloat16" (parameters stay float32).
     config.compute_dtype = "float32"
@@ -188,6 +194,9 @@ def check_config(config: Mapping[str, Any]) -> None:
         )
     if not config.loss.z_loss >= 0:
         raise ValueError(f"config.loss.z_loss must be >= 0, got {config.loss.z_loss}")
+    decay = config.loss.reinforce_baseline_decay
+    if not 0 <= decay < 1:
+        raise ValueError(f"config.loss.reinforce_baseline_decay must be in [0, 1), got {decay}")
     if not isinstance(config.seed, int) or not 0 <= config.seed < 2**31:
         raise ValueError(f"config.seed must be an int in [0, 2**31), got {config.seed!r}")
 
