@@ -83,7 +83,6 @@ def test_greedy_with_the_cache_equals_the_uncached_reference_for_every_position_
     cached = decoding.greedy(transformer, bos, **options)
     uncached = decoding.greedy(UncachedTransformer(transformer), bos, **options)
     np.testing.assert_array_equal(cached, uncached)
-    assert len(np.unique(np.asarray(cached))) > 3  # peaked but not constant outputs
 
 
 def test_beam_size_one_equals_greedy(transformer):
