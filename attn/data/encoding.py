@@ -34,7 +34,8 @@ def pad_ids(ids: Sequence[int], length: int) -> np.ndarray:
 
 
 class Seq2SeqEncoder:
-    """example → inputs int32[S] = x + EOS, targets int32[T] = y + EOS (truncated, 0-padded)."""
+    """example → inputs int32[S] = x + EOS, targets int32[T] = y + EOS (truncated, 0-padded),
+    input_length int32[] = the tokens of x before truncation (without EOS)."""
 
     def __init__(self, tokenizer: Tokenizer, fields: Mapping[str, str], lengths: tuple[int, int]):
         self.tokenizer, self.fields, self.lengths = tokenizer, dict(fields), lengths
@@ -44,6 +45,8 @@ class Seq2SeqEncoder:
         for role, length in zip(("inputs", "targets"), self.lengths, strict=True):
             ids = self.tokenizer.encode(text_of(example[self.fields[role]]))
             out[role] = pad_ids([*ids[: length - 1], EOS_ID], length)
+            if role == "inputs":
+                out["input_length"] = np.asarray(len(ids), dtype=np.int32)
         return out
 
 

@@ -20,9 +20,8 @@ import os
 import grain
 import jax
 import numpy as np
-import tensorflow_datasets as tfds
 
-from attn.data import builders, encoding
+from attn.data import builders, encoding, generated
 from attn.data.catalog import catalog_source, prepare_catalog
 from attn.data.specs import DATASETS, DatasetSpec
 from attn.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer
@@ -113,7 +112,13 @@ def _check_config(spec: DatasetSpec, config: str) -> None:
         )
 
 
-def prepare(name: str, data_dir: str | None = None, *, config: str = "default") -> None:
+def prepare(
+    name: str,
+    data_dir: str | None = None,
+    *,
+    config: str = "default",
+    symbols: generated.SymbolRange | None = None,
+) -> None:
     """Writes a dataset's array_record files to `data_dir` unless they are already there.
 
     Generated tasks and offline corpora are built locally (the default "dates" config, 52,000
@@ -124,35 +129,35 @@ def prepare(name: str, data_dir: str | None = None, *, config: str = "default") 
       name: a name from `list_datasets()`.
       data_dir: the TFDS data directory (None: TFDS's default, usually ~/tensorflow_datasets).
       config: "default" or "tiny" (a few hundred examples) for generated datasets.
+      symbols: copy, reverse and sort: the lengths and alphabet size of their strings (None:
+        1-20 letters of a-z). The range is part of the TFDS config name ("tiny_len1-30_abc8"),
+        so each range is prepared apart from the others.
     """
     spec = _spec(name)
     _check_config(spec, config)
+    generated.check_symbol_range(name, symbols)
     if spec.generated:
         root = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", _TFDS_DEFAULT))
         os.makedirs(root, exist_ok=True)
-        with open(os.path.join(root, f".{name}-{config}.lock"), "w") as lock:
+        config_name = builders.config_name(config, symbols)
+        with open(os.path.join(root, f".{name}-{config_name}.lock"), "w") as lock:
             # Another process preparing the same dataset: wait for it, then find it prepared.
             fcntl.flock(lock, fcntl.LOCK_EX)
-            builder = builders.BUILDERS[name](
-                config=config, data_dir=data_dir, file_format="array_record"
-            )
-            builder.download_and_prepare()
+            builders.task_builder(name, config, data_dir, symbols).download_and_prepare()
     else:
         prepare_catalog(spec.tfds_name, data_dir)
 
 
-def _source(spec: DatasetSpec, split: str, data_dir: str | None, config: str):
+def _source(spec: DatasetSpec, split: str, data_dir: str | None, config: str, symbols):
     if spec.generated:
-        prepare(spec.name, data_dir, config=config)
-        return tfds.data_source(
-            f"{spec.tfds_name}/{config}", split=split, data_dir=data_dir, download=False
-        )
+        prepare(spec.name, data_dir, config=config, symbols=symbols)
+        return builders.task_builder(spec.name, config, data_dir, symbols).as_data_source(split)
     return catalog_source(spec.name, spec.tfds_name, split, data_dir)
 
 
-def _training_texts(spec: DatasetSpec, data_dir: str | None, config: str) -> list[str]:
+def _training_texts(spec: DatasetSpec, data_dir: str | None, config: str, symbols) -> list[str]:
     """Texts of (the first TOKENIZER_SAMPLE_SIZE examples of) the training split."""
-    source = _source(spec, "train", data_dir, config)
+    source = _source(spec, "train", data_dir, config, symbols)
     roles = ("inputs", "targets") if spec.kind == "seq2seq" else ("text",)
     examples = encoding.read_examples(source, list(range(min(len(source), TOKENIZER_SAMPLE_SIZE))))
     return [encoding.text_of(e[spec.fields[role]]) for e in examples for role in roles]
@@ -164,6 +169,7 @@ def _tokenizer(
     vocab_size: int | None,
     data_dir: str | None,
     config: str,
+    symbols: generated.SymbolRange | None,
 ) -> Tokenizer | None:
     if spec.tokenizer is None:
         if tokenizer is not None:
@@ -178,18 +184,21 @@ def _tokenizer(
         )
     if kind == "char" and spec.alphabet is not None:
         return CharTokenizer(spec.alphabet)
-    texts = _training_texts(spec, data_dir, config)
+    texts = _training_texts(spec, data_dir, config, symbols)
     if kind == "char":
         return CharTokenizer.from_texts(texts)
     lines = [line for text in texts for line in text.splitlines()]
     return SentencePieceTokenizer.train(lines, vocab_size or spec.vocab_size)
 
 
-def _lengths(spec: DatasetSpec, max_length) -> int | tuple[int, int] | None:
+def _lengths(spec: DatasetSpec, max_length, symbols) -> int | tuple[int, int] | None:
     if spec.kind == "image_classification":
         if max_length is not None:
             raise ValueError(f"max_length must be None for the image dataset {spec.name!r}")
         return None
+    if max_length is None and symbols is not None:
+        longest_input, longest_target = generated.TASKS[spec.name].max_lengths(symbols)
+        return longest_input + 1, longest_target + 1  # + EOS
     if max_length is None:
         return spec.max_length
     values = (max_length,) if isinstance(max_length, int) else tuple(max_length)
@@ -205,13 +214,18 @@ def _lengths(spec: DatasetSpec, max_length) -> int | tuple[int, int] | None:
     return values[0]
 
 
-def _examples_and_encoder(spec, split, data_dir, config, tokenizer, lengths):
+def _examples_and_encoder(spec, split, data_dir, config, symbols, tokenizer, lengths):
     """(random-access examples of the split, the encoder mapping one to arrays, element spec)."""
-    source = _source(spec, split, data_dir, config)
+    source = _source(spec, split, data_dir, config, symbols)
     i32 = np.int32
     if spec.kind == "seq2seq":
         encoder = encoding.Seq2SeqEncoder(tokenizer, spec.fields, lengths)
-        return source, encoder, {"inputs": ((lengths[0],), i32), "targets": ((lengths[1],), i32)}
+        layout = {
+            "inputs": ((lengths[0],), i32),
+            "targets": ((lengths[1],), i32),
+            "input_length": ((), i32),
+        }
+        return source, encoder, layout
     if spec.kind == "classification":
         encoder = encoding.ClassificationEncoder(tokenizer, spec.fields, lengths)
         return source, encoder, {"inputs": ((lengths,), i32), "label": ((), i32)}
@@ -241,6 +255,7 @@ def load(
     drop_remainder: bool = True,
     max_length: int | tuple[int, int] | None = None,
     config: str = "default",
+    symbols: generated.SymbolRange | None = None,
     tokenizer: Tokenizer | str | None = None,
     vocab_size: int | None = None,
     num_threads: int = 2,
@@ -252,7 +267,8 @@ def load(
 
     Batch layouts (B = batch_size; every batch also has `valid` bool[B]):
       seq2seq: inputs int32[B, S], targets int32[B, T]: x + EOS and y + EOS, padded with 0;
-        feed the decoder `shift_right(targets)`.
+        feed the decoder `shift_right(targets)`. input_length int32[B]: the tokens of x
+        before truncation, without EOS (the source length, to bin accuracy by).
       lm: inputs int32[B, T], targets int32[B, T] (the next tokens). Stream corpora ("pydoc",
         "tiny_shakespeare") are cut into consecutive windows of the concatenated split (each
         document followed by EOS); sentence corpora ("lm1b") give BOS + x + EOS per row, padded.
@@ -273,6 +289,9 @@ def load(
       max_length: sequence length T, or (S, T) for seq2seq; longer sequences are truncated.
         None: the dataset's default (generated tasks: their longest example plus EOS).
       config: "default" or "tiny" for generated datasets (catalog datasets: "default").
+      symbols: copy, reverse and sort: a `SymbolRange` of string lengths and alphabet size
+        (None: 1-20 letters of a-z); prepared apart from the other ranges (see `prepare`).
+        The default max_length becomes the range's longest string plus EOS.
       tokenizer: a `Tokenizer` (pass the training split's `info.tokenizer` for evaluation splits
         and when resuming), "char", "sentencepiece" (fitted on the training split), or None for
         the dataset's default.
@@ -284,6 +303,7 @@ def load(
     """
     spec = _spec(name)
     _check_config(spec, config)
+    generated.check_symbol_range(name, symbols)
     base_split = split.split("[", 1)[0] if isinstance(split, str) else split
     if base_split not in spec.splits:
         raise ValueError(f"split must be one of {list(spec.splits)} for {name!r}, got {split!r}")
@@ -295,10 +315,10 @@ def load(
         raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
     if not isinstance(num_threads, int) or num_threads < 0:
         raise ValueError(f"num_threads must be an int >= 0, got {num_threads!r}")
-    lengths = _lengths(spec, max_length)
-    tokenizer = _tokenizer(spec, tokenizer, vocab_size, data_dir, config)
+    lengths = _lengths(spec, max_length, symbols)
+    tokenizer = _tokenizer(spec, tokenizer, vocab_size, data_dir, config, symbols)
     examples, encoder, layout = _examples_and_encoder(
-        spec, split, data_dir, config, tokenizer, lengths
+        spec, split, data_dir, config, symbols, tokenizer, lengths
     )
     num_examples = len(examples)
     if num_examples == 0:

@@ -133,7 +133,11 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
     )
     task = task_class(config.task)(
         config.model.family,
-        LossOptions(config.loss.label_smoothing, config.loss.z_loss),
+        LossOptions(
+            config.loss.label_smoothing,
+            config.loss.z_loss,
+            config.loss.reinforce_baseline_decay,
+        ),
         vocab_size=info.vocab_size or 0,
     )
     state = create_train_state(

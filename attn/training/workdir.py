@@ -18,6 +18,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from attn.training.config import default_config
+
 # Fields that may differ from the checkpoints' config on a resume: the length of the run, the
 # intervals, the evaluation, the data folder and the mesh (checkpoints restore onto any mesh).
 RESUMABLE_CHANGES = (
@@ -121,10 +123,15 @@ class Workdir:
         with open(saved_path) as f:
             saved = _flat(json.load(f))
         new = _flat(_config_dict(config))
+        # A field the saved config lacks (a run from before the field existed) that still has
+        # its default trains as that run did.
+        defaults = _flat(_config_dict(default_config()))
         differing = [
             f"{name} {saved.get(name)!r} -> {new.get(name)!r}"
             for name in sorted(set(saved) | set(new))
-            if saved.get(name) != new.get(name) and not name.startswith(RESUMABLE_CHANGES)
+            if saved.get(name) != new.get(name)
+            and not name.startswith(RESUMABLE_CHANGES)
+            and not (name not in saved and name in defaults and new[name] == defaults[name])
         ]
         if differing:
             raise ValueError(

@@ -39,7 +39,7 @@ def test_batches_have_the_documented_fixed_shapes_and_dtypes(name, data_dir):
     info = dataset.info
     assert info.kind == DATASETS[name].kind
     expected_keys = {
-        "seq2seq": {"inputs", "targets", "valid"},
+        "seq2seq": {"inputs", "targets", "input_length", "valid"},
         "lm": {"inputs", "targets", "valid"},
         "image_classification": {"image", "label", "valid"},
     }[info.kind]
@@ -84,6 +84,41 @@ def test_seq2seq_batches_decode_to_the_examples_in_order_with_eos_and_padding(da
         assert x[len(source)] == EOS_ID
     decoder_input = np.asarray(attn.data.shift_right(batches[0]["targets"], tok.bos_id))
     assert (decoder_input[:, 0] == BOS_ID).all()
+    lengths = [
+        int(batch["input_length"][i]) for batch in batches for i in np.flatnonzero(batch["valid"])
+    ]
+    assert lengths == [len(source) for source, _ in expected]
+    assert not batches[-1]["input_length"][4:].any()
+
+
+def test_two_symbol_ranges_in_one_data_dir_each_load_their_own_examples(tmp_path):
+    data_dir = str(tmp_path)
+    ranges = {
+        "short": None,
+        "long": attn.data.SymbolRange(min_length=21, max_length=30, alphabet_size=4),
+        "few_letters": attn.data.SymbolRange(min_length=1, max_length=20, alphabet_size=3),
+    }
+    for symbols in ranges.values():
+        attn.data.prepare("copy", data_dir, config="tiny", symbols=symbols)
+    for symbols in ranges.values():
+        dataset = _load(
+            "copy", data_dir, split="validation", shuffle=False, num_epochs=1,
+            drop_remainder=False, symbols=symbols,
+        )  # fmt: skip
+        longest = (symbols or generated.SymbolRange()).max_length
+        assert dataset.info.element_spec["inputs"].shape == (8, longest + 1)
+        tok = dataset.info.tokenizer
+        rows = [
+            (tok.decode(batch["inputs"][i]), int(batch["input_length"][i]))
+            for batch in dataset
+            for i in np.flatnonzero(batch["valid"])
+        ]
+        expected = generated.examples("copy", "validation", 64, 0, num_test=64, symbols=symbols)
+        assert rows == [(source, len(source)) for source, _ in expected]
+    prepared = sorted(os.listdir(os.path.join(data_dir, "attn_copy")))
+    assert [name for name in prepared if not name.startswith(".")] == [
+        "tiny", "tiny_len1-20_abc3", "tiny_len21-30_abc4",
+    ]  # fmt: skip
 
 
 def test_restoring_the_iterator_state_resumes_the_same_batches(data_dir):

@@ -97,6 +97,23 @@ def test_resume_with_another_model_is_refused_before_anything_changes(tmp_path):
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2"]
 
 
+def test_a_run_saved_before_a_config_field_existed_resumes_while_it_keeps_its_default(tmp_path):
+    workdir = tmp_path / "run"
+    config = dates_smoke(tmp_path / "data")
+    train_and_evaluate(config, str(workdir))
+    saved = json.loads((workdir / "config.json").read_text())
+    del saved["dataset"]["symbols"], saved["loss"]["reinforce_baseline_decay"]
+    (workdir / "config.json").write_text(json.dumps(saved))
+    config.num_train_steps = 3
+    assert train_and_evaluate(config, str(workdir)).step == 3
+    changed = dates_smoke(tmp_path / "data")
+    changed.num_train_steps = 4
+    changed.loss.reinforce_baseline_decay = 0.5  # not the default: not what that run did
+    (workdir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"loss.reinforce_baseline_decay None -> 0.5\. Use"):
+        train_and_evaluate(changed, str(workdir))
+
+
 def test_metrics_have_one_record_per_step_after_a_resume(tmp_path):
     """A crash after step 2 with the checkpoint of step 1 on disk: the resumed run rewrites
     the records of step 2 instead of adding a second copy."""
