@@ -16,11 +16,18 @@ import os
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
 # The repository root, so that config files can import `experiments.configs.common`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from attn.extras import require
+
+try:
+    require("train", "experiments/train.py")
+except ImportError as missing_extra:
+    sys.exit(f"error: {missing_extra}")
+
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file (path[:argument]).")
