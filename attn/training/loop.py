@@ -268,8 +268,14 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
             eval_results = evaluator(step, writer)
     finally:
         bar.close()
-        checkpointer.close()
-        writer.close()
+        # After an error, closing must not replace it with its own (a full disk fails them all).
+        failing = sys.exc_info()[1] is not None
+        for close in (checkpointer.close, writer.close):
+            try:
+                close()
+            except OSError:
+                if not failing:
+                    raise
     if primary and finished:
         _print_summary(workdir, step, eval_results)
     return RunResult(step, finished, eval_results, train_results, workdir)

@@ -245,3 +245,55 @@ def test_workdir_that_is_a_file_is_one_line_and_keeps_it(tmp_path):
     with pytest.raises(ValueError, match=rf"^--workdir {workdir} is a file, not a directory"):
         train_and_evaluate(dates_smoke(tmp_path / "data"), str(workdir))
     assert workdir.read_text() == "notes"
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_full_disk_is_one_line_twice_and_keeps_the_checkpoints(tmp_path):
+    """A finished run copied onto a full 16 MB tmpfs (in a private mount namespace) and resumed
+    for 2 more steps, twice: each try ends at once with one line naming the full disk and the
+    path, and the checkpoint of step 2 stays as it was."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = f"mount -t tmpfs -o size=16m tmpfs {disk}"
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "-m", "sh", "-c", mount], capture_output=True).returncode
+    ):
+        pytest.skip("cannot mount a small tmpfs here (needs unshare -m and CAP_SYS_ADMIN)")
+    train_and_evaluate(dates_smoke(tmp_path / "data"), str(tmp_path / "first"))
+    out = tmp_path / "out"
+    out.mkdir()
+    train = (
+        f"{sys.executable} {ROOT / 'experiments/train.py'} --config "
+        f"{ROOT / 'experiments/configs/dates.py:smoke'} --workdir={disk / 'run'} "
+        f"--config.dataset.data_dir={tmp_path / 'data'} --config.num_train_steps=4 "
+        "--config.checkpoint_every_steps=1"
+    )
+    script = f"""
+        {mount} || exit 90
+        cp -a {tmp_path / "first"} {disk / "run"}
+        dd if=/dev/zero of={disk / "filler"} bs=4k 2>/dev/null  # until the disk is full
+        for try in 1 2; do
+            start=$(date +%s)
+            timeout 300 {train} 2> {out}/stderr$try; echo $? > {out}/rc$try
+            echo $(( $(date +%s) - start )) > {out}/seconds$try
+        done
+        cp -a {disk / "run" / "checkpoints"} {out / "checkpoints"}
+    """
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, timeout=700)
+    assert result.returncode == 0
+    for attempt in (1, 2):
+        stderr = (out / f"stderr{attempt}").read_text()
+        assert (out / f"rc{attempt}").read_text().strip() == "1", stderr[-3000:]
+        assert "Traceback" not in stderr, stderr[-3000:]
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith("error: no space left on device"), last
+        assert str(disk / "run") in last, last
+        assert int((out / f"seconds{attempt}").read_text()) < 200
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["2"]
+    first = _tree_bytes(tmp_path / "first" / "checkpoints" / "2")
+    assert _tree_bytes(out / "checkpoints" / "2") == first
