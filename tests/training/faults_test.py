@@ -300,7 +300,8 @@ def test_full_disk_is_one_line_twice_and_keeps_the_checkpoints(tmp_path):
         assert last.startswith("error: no space left on device"), last
         assert str(disk / "run") in last, last
         assert int((out / f"seconds{attempt}").read_text()) < 200
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["2"]
+    # Beside it only the failed save's `3.orbax-checkpoint-tmp`, which a resume ignores.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["2"]
     first = _tree_bytes(tmp_path / "first" / "checkpoints" / "2")
     assert _tree_bytes(out / "checkpoints" / "2") == first
 
