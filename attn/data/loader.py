@@ -2,12 +2,19 @@
 
 The pipeline is
 
-    example indices → shuffle(seed) → repeat(num_epochs) → batch(B) → read from
-    tfds.data_source(split) and encode
+    example indices → shuffle(seed) → repeat(num_epochs) → batch(B) → this shard's rows →
+    read from tfds.data_source(split) and encode
 
 as a `grain.MapDataset`, turned into an iterator whose `get_state()` / `set_state()` capture its
 position, so a resumed run reads exactly the batches the uninterrupted run would have read.
 Shuffling is a seeded global permutation, different (and deterministic) in every epoch.
+
+Several processes (`shard_options`, e.g. `grain.sharding.ShardByJaxProcess()`) build the same
+global batches of B rows and each reads its own B/n of every one: process i of n gets rows
+[i·B/n, (i+1)·B/n), disjoint from the others', and together they are the batches one process
+would read. All processes read the same number of batches (the short final batch of an
+evaluation split is padded on each process with rows marked `valid=False`), so collectives over
+the batches never wait for a process that has run out.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ class DatasetInfo:
       kind: "seq2seq", "lm", "classification" or "image_classification".
       split: the split that was loaded.
       num_examples: examples in the split (LM corpora cut into windows: windows).
-      batch_size: B.
+      batch_size: the rows of each batch this process reads: B / n of n shards (B alone).
       num_batches: batches the iterator yields (None when it repeats forever).
       element_spec: batch key → `jax.ShapeDtypeStruct` of the batch arrays, e.g.
         {"inputs": [B, S] int32, "targets": [B, T] int32, "valid": [B] bool}.
@@ -214,6 +221,27 @@ def _lengths(spec: DatasetSpec, max_length, symbols) -> int | tuple[int, int] | 
     return values[0]
 
 
+def _shard(shard_options: grain.sharding.ShardOptions | None, batch_size: int) -> tuple[int, int]:
+    """(shard index i, shard count n) of `shard_options`, checked against the batch size B."""
+    if shard_options is None:
+        return 0, 1
+    if not isinstance(shard_options, grain.sharding.ShardOptions):
+        raise TypeError(
+            "shard_options must be a grain.sharding.ShardOptions (e.g. "
+            f"grain.sharding.ShardByJaxProcess()) or None, got {type(shard_options).__name__}"
+        )
+    index, count = shard_options.shard_index, shard_options.shard_count
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(
+            f"shard_options: need 0 <= shard_index < shard_count, got {index=}, {count=}"
+        )
+    if batch_size % count:
+        raise ValueError(
+            f"batch_size B={batch_size} (global) must be divisible by the {count} shards"
+        )
+    return index, count
+
+
 def _examples_and_encoder(spec, split, data_dir, config, symbols, tokenizer, lengths):
     """(random-access examples of the split, the encoder mapping one to arrays, element spec)."""
     source = _source(spec, split, data_dir, config, symbols)
@@ -259,6 +287,7 @@ def load(
     tokenizer: Tokenizer | str | None = None,
     vocab_size: int | None = None,
     num_threads: int = 2,
+    shard_options: grain.sharding.ShardOptions | None = None,
 ) -> Dataset:
     """Loads one split of a named dataset as fixed-shape batches.
 
@@ -279,7 +308,7 @@ def load(
       name: a name from `list_datasets()`.
       split: "train", "validation", "test" (whichever the dataset has), or a TFDS slice of one
         such as "train[:90%]".
-      batch_size: B > 0.
+      batch_size: B > 0, the global batch size (over all shards).
       data_dir: the TFDS data directory (None: TFDS's default, usually ~/tensorflow_datasets).
       seed: the shuffling seed; each epoch is a different permutation derived from it.
       shuffle: shuffle examples (set False for evaluation).
@@ -297,6 +326,9 @@ def load(
         the dataset's default.
       vocab_size: SentencePiece vocabulary size (None: the dataset's default).
       num_threads: threads that read and encode examples ahead of the training loop.
+      shard_options: read shard i of n (`shard_index`, `shard_count`): rows [i·B/n, (i+1)·B/n)
+        of every global batch (B divisible by n), e.g. `grain.sharding.ShardByJaxProcess()` in a
+        multi-process run; the other processes must load with the same `seed`. None: all rows.
 
     Returns:
       a `Dataset` with `.iterator()` and `.info`.
@@ -315,6 +347,7 @@ def load(
         raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
     if not isinstance(num_threads, int) or num_threads < 0:
         raise ValueError(f"num_threads must be an int >= 0, got {num_threads!r}")
+    shard_index, shard_count = _shard(shard_options, batch_size)
     lengths = _lengths(spec, max_length, symbols)
     tokenizer = _tokenizer(spec, tokenizer, vocab_size, data_dir, config, symbols)
     examples, encoder, layout = _examples_and_encoder(
@@ -331,8 +364,11 @@ def load(
     if num_epochs != 1:
         dataset = dataset.repeat(num_epochs)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if shard_count > 1:
+        dataset = dataset.map(encoding.ShardRows(batch_size, shard_index, shard_count))
+    local_batch_size = batch_size // shard_count
     dataset = dataset.map(encoding.BatchReader(examples, encoder))
-    dataset = dataset.map(encoding.CompleteBatch(batch_size))
+    dataset = dataset.map(encoding.CompleteBatch(local_batch_size, layout))
 
     if num_epochs is None:
         num_batches = None
@@ -340,7 +376,7 @@ def load(
         rounding = math.floor if drop_remainder else math.ceil
         num_batches = rounding(num_examples * num_epochs / batch_size)
     element_spec = {
-        key: jax.ShapeDtypeStruct((batch_size, *shape), dtype)
+        key: jax.ShapeDtypeStruct((local_batch_size, *shape), dtype)
         for key, (shape, dtype) in {**layout, "valid": ((), np.bool_)}.items()
     }
     info = DatasetInfo(
@@ -348,7 +384,7 @@ def load(
         kind=spec.kind,
         split=split,
         num_examples=num_examples,
-        batch_size=batch_size,
+        batch_size=local_batch_size,
         num_batches=num_batches,
         element_spec=element_spec,
         tokenizer=tokenizer,

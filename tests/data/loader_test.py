@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from grain.sharding import ShardOptions
 
 import attn.data
 from attn.data import BOS_ID, EOS_ID, generated
@@ -249,3 +250,31 @@ def test_processes_preparing_one_fresh_data_dir_all_succeed(tmp_path):
         "copy", split="test", batch_size=2, data_dir=str(tmp_path), config="tiny", num_epochs=1
     )
     assert next(iter(batches))
+
+
+def test_shards_read_disjoint_rows_of_the_same_batches_padded_alike(data_dir):
+    """Shard i of 2 reads rows [4i, 4i + 4) of every global batch of 8: disjoint rows that
+    together are the unsharded batches, and as many batches in every shard, the short last one
+    (15 - 8 = 7 rows: 4 + 3) padded with invalid rows."""
+    options = {"split": "test[:15]", "batch_size": 8, "shuffle": False, "num_epochs": 1,
+               "drop_remainder": False}  # fmt: skip
+    whole = list(_load("dates", data_dir, **options))
+    shards = [
+        list(_load("dates", data_dir, **options, shard_options=ShardOptions(i, 2)))
+        for i in range(2)
+    ]
+    assert [len(batches) for batches in shards] == [2, 2]
+    for index, batch in enumerate(whole):
+        first, second = shards[0][index], shards[1][index]
+        for key in batch:
+            np.testing.assert_array_equal(np.concatenate([first[key], second[key]]), batch[key])
+    assert [b["valid"].sum() for b in shards[1]] == [4, 3]
+    train = [_take(_load("dates", data_dir, seed=5, shard_options=ShardOptions(i, 2)).iterator(), 3)
+             for i in range(2)]  # fmt: skip
+    rows = [{bytes(row) for b in batches for row in b["inputs"]} for batches in train]
+    assert len(rows[0]) == len(rows[1]) == 12
+    assert not rows[0] & rows[1]
+    with pytest.raises(ValueError, match=r"batch_size B=8 \(global\) must be divisible by the 3"):
+        _load("dates", data_dir, shard_options=ShardOptions(0, 3))
+    with pytest.raises(TypeError, match="shard_options must be a grain.sharding.ShardOptions"):
+        _load("dates", data_dir, shard_options=(0, 2))
