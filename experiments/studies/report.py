@@ -228,3 +228,25 @@ def show_figure(ax: Any, figure: Any, title: str | None = None) -> None:
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
+
+
+def _typed(value: str) -> Any:
+    """A results.csv cell back as the bool, int or float it was written from (else the text)."""
+    if value in ("True", "False"):
+        return value == "True"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results.csv written by `write_outputs`, with numbers and booleans typed, so a
+    study's `table`, `plot` and `verdict` can be rerun on committed results."""
+    with open(path, newline="") as f:
+        return [
+            {key: _typed(value) for key, value in row.items() if value != ""}
+            for row in csv.DictReader(f)
+        ]
