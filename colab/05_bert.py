@@ -42,8 +42,8 @@
 #
 # | scale | what runs | time |
 # |---|---|---|
-# | `ci` | a 2-layer BERT (width 64), 150 pre-training and 100 fine-tuning steps | about 30 s of CPU time (measured) |
-# | `cpu` | a 4-layer BERT (width 128), 1,500 pre-training and 300 fine-tuning steps | about 5 min of CPU time (measured) |
+# | `ci` | a 2-layer BERT (width 64), 120 pre-training and 40 fine-tuning steps | about 30 s of CPU time (measured) |
+# | `cpu` | a 2-layer BERT (width 128), 1,200 pre-training and 300 fine-tuning steps | about 5 min of CPU time (measured) |
 # | `full` | a 4-layer BERT (width 256), 3,000 + 600 steps; BERT-base from the Hub when reachable | about 5 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
@@ -184,7 +184,7 @@ from attn.training.losses import masked_cross_entropy
 from attn.training.tasks import ClassificationTask, MLMTask
 
 SIZES = {
-    "ci": dict(layers=2, width=64, heads=4, length=32, batch=64, steps=120, tune=80, evals=8),
+    "ci": dict(layers=2, width=64, heads=4, length=32, batch=64, steps=120, tune=40, evals=8),
     "cpu": dict(layers=2, width=128, heads=4, length=64, batch=64, steps=1200, tune=300, evals=32),
     "full": dict(
         layers=4, width=256, heads=8, length=128, batch=128, steps=3000, tune=600, evals=64
