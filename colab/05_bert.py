@@ -358,7 +358,7 @@ assert accuracy >= {"ci": 0.5, "cpu": 1.6, "full": 2.5}[SCALE] * unigram, (accur
 # each [MASK]: p = softmax(logits) over the vocabulary, which sums to 1 at every position.
 
 # %%
-sentence = valid_text[valid_text.index("The ") :][:L]
+sentence = valid_text[valid_text.index("Assert statements are") :][:L]  # the text is fixed
 ids = np.array(tokenizer.encode(sentence), np.int32)
 letters = [t for t, c in enumerate(sentence) if c.isalpha()]
 holes = sorted(
