@@ -42,8 +42,8 @@
 #
 # | scale | what runs | time |
 # |---|---|---|
-# | `ci` | a 2-layer BERT (width 64), 120 pre-training and 40 fine-tuning steps | about 30 s of CPU time (measured) |
-# | `cpu` | a 2-layer BERT (width 128), 1,200 pre-training and 300 fine-tuning steps | about 5 min of CPU time (measured) |
+# | `ci` | a 2-layer BERT (width 64), 120 pre-training and 40 fine-tuning steps | about 55 s of CPU time (measured) |
+# | `cpu` | a 2-layer BERT (width 128), 1,200 pre-training and 300 fine-tuning steps | about 9 min of CPU time (measured) |
 # | `full` | a 4-layer BERT (width 256), 3,000 + 600 steps; BERT-base from the Hub when reachable | about 5 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
@@ -347,9 +347,10 @@ ax.set(xlabel="step", ylabel="masked-LM loss (nats)")
 ax.legend()
 plt.show()
 # At `ci` the model has only had time to learn how frequent each character is (the loss of
-# that is about 2.9 nats); context-aware guessing comes with the longer runs.
+# that is about 2.9 nats); context-aware guessing comes with the longer runs: at `cpu`, 63 % of
+# the masked characters (measured).
 assert np.mean(losses[-10:]) < 0.7 * math.log(V), losses[-10:]
-assert accuracy >= {"ci": 0.5, "cpu": 1.6, "full": 2.5}[SCALE] * unigram, (accuracy, unigram)
+assert accuracy >= {"ci": 0.5, "cpu": 2.5, "full": 2.5}[SCALE] * unigram, (accuracy, unigram)
 
 # %% [markdown]
 # ## 4 · Fill-mask
@@ -498,7 +499,7 @@ print(
     f"validation windows {tune_accuracy:.3f} (chance 0.5)"
 )
 # (`ci` is too short to learn the task: its check is the exact one below)
-assert tune_accuracy >= {"ci": 0.0, "cpu": 0.75, "full": 0.9}[SCALE], tune_accuracy
+assert tune_accuracy >= {"ci": 0.0, "cpu": 0.85, "full": 0.9}[SCALE], tune_accuracy
 
 # Exact again: whatever stands in the padded positions, the class logits are the same to the bit.
 real_mask = jnp.asarray(test_ids != PAD_ID)
