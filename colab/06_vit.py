@@ -39,8 +39,8 @@
 #
 # | scale | what runs | time |
 # |---|---|---|
-# | `ci` | the "digits" ViT (2 layers, width 64, 16 patches), 150 steps | about 20 s of CPU time (measured) |
-# | `cpu` | the same ViT, 1,500 steps | about 2 min of CPU time (measured) |
+# | `ci` | the "digits" ViT (2 layers, width 64, 16 patches), 150 steps | about 25 s of CPU time (measured) |
+# | `cpu` | the same ViT, 1,500 steps | about 2 min of CPU time (estimate) |
 # | `full` | digits, 2,000 steps; a 6-layer ViT on CIFAR-10, 4,000 steps; ViT-B/16 from the Hub | about 10 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
