@@ -477,7 +477,7 @@ def test_padded_queries_with_no_real_key_get_zero_attention():
 
 @nnx.jit
 def _inference_and_training(model: TransformerLM, ids):
-    return model(ids), model(ids, deterministic=False)
+    return model(ids, deterministic=True), model(ids, deterministic=False)
 
 
 @pytest.mark.parametrize("rates", [(0.3, 0.0), (0.0, 0.3)], ids=["dropout", "attention_dropout"])
@@ -569,7 +569,7 @@ def test_decode_without_init_cache_raises():
         (dict(dropout_rate=1.0), "dropout_rate"),
         (dict(dropout_rate=-0.1), "dropout_rate"),
         (dict(attention_dropout_rate=1.5), "attention_dropout_rate"),
-        (dict(position="sinusoidal"), "position"),
+        (dict(position="absolute"), "position"),
     ],
 )
 def test_bad_config_raises(overrides, message):
