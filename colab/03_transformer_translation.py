@@ -467,11 +467,7 @@ found = nnx.jit(
     )[1]
 )(model, src, greedy[:, :-1])
 cross = {path: np.asarray(w) for path, w in found.items() if "cross_attention" in path}
-example = next(
-    row
-    for row, ids in enumerate(src)
-    if tokenizer.decode(ids)[0].isalpha() and len(tokenizer.decode(ids)) > 20
-)
+example = int(np.argmax((src != PAD_ID).sum(axis=1)))  # the longest input
 source_text, output_text = tokenizer.decode(src[example]), tokenizer.decode(greedy[example, 1:])
 show(
     viz.plot_heads(
