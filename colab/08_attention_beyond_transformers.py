@@ -268,6 +268,7 @@ batch = marker_batch(jax.random.key(5))
 query, context, target, marker = batch
 soft = MultiHeadAttention(2, D, rngs=nnx.Rngs(0))
 hard_layer = HardMultiHeadAttention(2, D, estimator="reinforce", rngs=nnx.Rngs(0))
+hard_layer.eval()  # evaluation: the argmax (layers are built in training mode, as in nnx)
 _, soft_found = collect_intermediates(soft, query, context)
 out, hard_found = collect_intermediates(hard_layer, query, context)
 soft_weights = np.asarray(soft_found[("attention_weights",)])  # [B, N, 1, S]

@@ -22,6 +22,11 @@ def test_readme_kernel_example_runs():
     assert namespace["ctx"].shape == (128, 64)
 
 
+def test_readme_train_and_eval_example_runs():
+    namespace = run_example("### Training and evaluation")
+    assert namespace["logits"].shape == (1, 4, 256)
+
+
 def test_readme_decoding_example_runs():
     namespace = run_example("## Decoding")
     assert namespace["tokens"].shape == (2, 23)

@@ -9,22 +9,30 @@ import pytest
 
 from attn.kernels.hard_training import gradient_variance
 from experiments.studies import (
+    recall_model,
     report,
+    s04_scores,
     s05_scaling,
+    s05_scaling_training,
     s06_heads,
     s07_positions,
     s08_path_length,
     s09_estimators,
+    s10_beam,
     s13_worked_example,
 )
 
 ANALYTIC = [s05_scaling, s07_positions, s08_path_length, s13_worked_example]
 TRAINED = [s06_heads, s09_estimators]  # tiny smoke runs: the verdict is not checked there
+ONE_SEED = [s04_scores, s05_scaling_training, s10_beam]  # a compile per condition: one seed
 
 
-@pytest.mark.parametrize("study", ANALYTIC + TRAINED, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize(
+    "study", ANALYTIC + TRAINED + ONE_SEED, ids=lambda m: m.__name__.rsplit(".", 1)[-1]
+)
 def test_smoke_run_writes_the_four_files_with_finite_values(study, tmp_path):
-    verdict = study.run(["--mode", "smoke", "--seeds", "2", "--out", str(tmp_path)])
+    seeds = "1" if study in ONE_SEED else "2"
+    verdict = study.run(["--mode", "smoke", "--seeds", seeds, "--out", str(tmp_path)])
     if study in ANALYTIC:  # analytic studies check their real numbers in smoke mode
         assert verdict == report.REPLICATED
     assert verdict in report.VERDICTS
@@ -193,3 +201,119 @@ def test_estimator_gradients_vary_only_where_a_draw_is_made():
         gradient, jax.random.key(1), estimators=["straight_through_argmax"], num_samples=4
     )
     assert variance["straight_through_argmax"] == 0.0  # no draw: why it is left out of the study
+
+
+def _recall_rows(values: dict[tuple[str, int], list[tuple[float, float]]]) -> list[dict]:
+    """Rows of the recall studies: (score, d) -> per seed (grad_norm0 or accuracy, steps_to_95)."""
+    rows = []
+    for (score, d), per_seed in values.items():
+        for seed, (first, steps) in enumerate(per_seed):
+            for optimizer in recall_model.OPTIMIZERS:
+                rows.append(
+                    {
+                        "score": score,
+                        "d": d,
+                        "optimizer": optimizer,
+                        "seed": seed,
+                        "grad_norm0": first,
+                        "accuracy": first,
+                        "steps_to_95": steps,
+                    }
+                )
+    return rows
+
+
+def test_scaling_training_verdict_passes_and_fails():
+    small = {("scaled_dot", 256): [(0.4, 50)] * 3, ("dot", 256): [(0.01, 500)] * 3}
+    assert s05_scaling_training.verdict(_recall_rows(small)) == report.REPLICATED
+    # one seed's unscaled gradient only 5x smaller: the rule asks for 10x in every seed
+    mixed = small | {("dot", 256): [(0.01, 500), (0.08, 500), (0.01, 500)]}
+    assert s05_scaling_training.verdict(_recall_rows(mixed)) == report.INCONCLUSIVE
+    larger = small | {("dot", 256): [(1.9, 150), (1.7, 150), (2.1, 150)]}
+    assert s05_scaling_training.verdict(_recall_rows(larger)) == report.NOT_REPLICATED
+
+
+def test_scores_verdict_passes_and_fails():
+    slower_dot = {("additive", 1024): [(1.0, 100)] * 3, ("dot", 1024): [(1.0, 550)] * 3}
+    assert s04_scores.verdict(_recall_rows(slower_dot)) == report.REPLICATED
+    less_accurate = {("additive", 1024): [(1.0, 100)] * 3, ("dot", 1024): [(0.9, 100)] * 3}
+    assert s04_scores.verdict(_recall_rows(less_accurate)) == report.REPLICATED
+    # dot slower by 1.2x only: neither rule holds
+    close = {("additive", 1024): [(1.0, 100)] * 3, ("dot", 1024): [(1.0, 120)] * 3}
+    assert s04_scores.verdict(_recall_rows(close)) == report.INCONCLUSIVE
+    faster_dot = {
+        ("additive", 1024): [(1.0, 300), (1.0, 350), (1.0, 400)],
+        ("dot", 1024): [(1.0, 100), (1.0, 125), (1.0, 100)],
+    }
+    assert s04_scores.verdict(_recall_rows(faster_dot)) == report.NOT_REPLICATED
+
+
+def test_unscaled_scores_start_saturated_at_width_1024():
+    _, valid = recall_model.data(0, train_examples=64, eval_examples=256)
+    entropy = {}
+    for score in ("dot", "scaled_dot"):
+        params = recall_model.init_params(jax.random.key(0), score, 1024)
+        entropy[score] = float(recall_model.evaluate(score, params, valid)[1])
+    assert entropy["dot"] < 0.2 < 1.0 < entropy["scaled_dot"]
+
+
+def _beam_rows(greedy: list[float], beam: list[float], step: int = 400) -> list[dict]:
+    rows = []
+    for seed, (g, b) in enumerate(zip(greedy, beam, strict=True)):
+        rows.append(
+            {"step": step, "seed": seed, "decoder": "greedy", "k": 1, "alpha": 0.0}
+            | {"exact_match": g}
+        )
+        rows.append(
+            {"step": step, "seed": seed, "decoder": "beam", "k": 2, "alpha": 0.0}
+            | {"exact_match": b}
+        )
+    return rows
+
+
+def test_beam_verdict_passes_and_fails():
+    assert s10_beam.verdict(_beam_rows([0.80, 0.83, 0.78], [0.82, 0.83, 0.80])) == report.REPLICATED
+    # one seed lower with beam: the rule asks for every seed
+    mixed = _beam_rows([0.80, 0.83, 0.78], [0.82, 0.82, 0.80])
+    assert s10_beam.verdict(mixed) == report.INCONCLUSIVE
+    worse = _beam_rows([0.80, 0.83, 0.78], [0.70, 0.74, 0.69])
+    assert s10_beam.verdict(worse) == report.NOT_REPLICATED
+    same = _beam_rows([0.80, 0.83, 0.78], [0.80, 0.83, 0.78])
+    assert s10_beam.verdict(same) == report.INCONCLUSIVE
+
+
+def test_beam_invariants_on_random_weights():
+    from flax import nnx
+
+    from attn.models import Transformer, TransformerConfig
+
+    config = TransformerConfig.named(
+        "tiny", vocab_size=20, num_encoder_layers=1, num_decoder_layers=1, model_dim=32, mlp_dim=64
+    )
+    model = Transformer(config, rngs=nnx.Rngs(0))
+    src = jax.random.randint(jax.random.key(1), (6, 9), 3, 20)
+    targets = jax.random.randint(jax.random.key(2), (6, 7), 3, 20)
+    checks = s10_beam.random_weight_invariants(model, {"inputs": src, "targets": targets})
+    assert all(checks.values()), checks
+
+
+def test_read_rows_gives_back_what_write_outputs_wrote(tmp_path):
+    rows = [
+        {"score": "dot", "d": 1024, "reached_95": False, "accuracy": 0.25},
+        {"score": "additive", "d": 16, "reached_95": True, "accuracy": 1.0, "note": "x"},
+    ]
+    figure, _ = report.new_figure()
+    report.write_outputs(tmp_path, rows=rows, summary="s", figure=figure, meta={"mode": "smoke"})
+    assert report.read_rows(tmp_path / "results.csv") == rows
+
+
+def test_beam_study_keeps_every_checkpoint_it_decodes():
+    for mode in ("smoke", "full"):
+        config = s10_beam.training_config(mode, seed=0)
+        written = range(
+            config.checkpoint_every_steps,
+            config.num_train_steps + 1,
+            config.checkpoint_every_steps,
+        )
+        kept = list(written)[-config.keep_checkpoints :]
+        assert set(s10_beam.CHECKPOINTS[mode]) <= set(kept), (mode, kept)

@@ -9,7 +9,9 @@ Every method drives one small structural interface, `Stepper` (`vocab_size`, `st
 `reorder`), inside a single jitted `jax.lax.while_loop` with static shapes (compiled once per
 shape and setting). A model takes part through its `stepper()` method (each family of
 `attn.models` writes its own next to the model) or by being a `Stepper` itself; this package
-imports no model.
+imports no model. Decoding is inference: the steppers of `attn.models` run their model in
+evaluation (`deterministic=True`: no dropout, argmax hard attention) whatever its
+`.train()` / `.eval()` mode.
 
 Files: `stepper.py` (the protocol and the checks of what a stepper returns), `sampling.py`
 (greedy and sampling), `logits.py` (temperature, top-k, top-p), `beam.py` (beam search),

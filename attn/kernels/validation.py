@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from attn.kernels import scores as scores_lib
 from attn.typing import Array, ArrayLike, DType
@@ -322,16 +323,48 @@ def check_pallas_kernel_inputs(implementation: str, query, value, bias, mask) ->
 def check_token_ids(
     owner: str, name: str, ids: ArrayLike, vocab_size: int, letter: str = "T"
 ) -> Array:
-    """`ids` as an array, after checking it is integer [B, letter] and, when its values are known
-    (outside `jax.jit`), that every id lies in [0, vocab_size)."""
+    """`ids` as an array, after checking it is integer [B, letter] and its values lie in
+    [0, vocab_size).
+
+    The rule for an out-of-range id (negative, or >= vocab_size):
+
+    - where the values are known (outside `jax.jit`, or NumPy ids closed over by a jitted
+      function), a ValueError naming `name`, the range and the first bad id and its position;
+    - under `jax.jit` (traced ids) the values are unknown when this runs. Every id of a row that
+      holds an out-of-range one becomes `vocab_size`, which `nnx.Embed` looks up as NaN, so every
+      logit of that sequence is NaN (and a loss over it too) while the other rows are exact;
+      nothing is clamped or wrapped. To raise instead, wrap the jitted function in
+      `jax.experimental.checkify.checkify` (the default `errors=checkify.user_checks` suffices)
+      and call `error.throw()`: a `checkify.debug_check` here then reports the same message.
+      Without checkify that check is a no-op.
+
+    Returns:
+      ids [B, letter], unchanged where every id is in range.
+    """
     array = jnp.asarray(ids)
     if array.ndim != 2 or not jnp.issubdtype(array.dtype, jnp.integer):
         raise ValueError(
             f"{owner}: {name} must be integer token ids [B, {letter}], got {array.dtype} array of "
             f"shape {array.shape}"
         )
-    check_indices(owner, name, ids, vocab_size, "vocab_size", noun="ids")
-    return array
+    if not isinstance(ids, jax.core.Tracer):
+        check_indices(owner, name, ids, vocab_size, "vocab_size", noun="ids")
+        return array
+    if jnp.iinfo(array.dtype).max < vocab_size:  # room for the out-of-range marker below
+        array = array.astype(jnp.int32)
+    outside = (array < 0) | (array >= vocab_size)  # [B, letter]
+    first = jnp.argmax(outside.reshape(-1))  # the first bad id in row-major order
+    b, t = jnp.unravel_index(first, array.shape)
+    checkify.debug_check(
+        ~jnp.any(outside),
+        f"{owner}: {name} must lie in [0, vocab_size={vocab_size}), got {{value}} at "
+        f"[{{b}}, {{t}}]",
+        value=array.reshape(-1)[first],
+        b=b,
+        t=t,
+    )
+    bad_rows = jnp.any(outside, axis=1, keepdims=True)  # [B, 1]
+    return jnp.where(bad_rows, jnp.asarray(vocab_size, array.dtype), array)
 
 
 def check_indices(
@@ -346,6 +379,10 @@ def check_indices(
     if known.size:
         low, high = int(known.min()), int(known.max())
         if low < 0 or high >= size:
+            outside = (known < 0) | (known >= size)
+            where = np.unravel_index(int(np.argmax(outside)), known.shape)
+            first = f"{int(known[where])} at [{', '.join(str(int(i)) for i in where)}]"
             raise ValueError(
-                f"{fn}: {name} must lie in [0, {size_name}={size}), got {noun} from {low} to {high}"
+                f"{fn}: {name} must lie in [0, {size_name}={size}), got {noun} from {low} to "
+                f"{high} (first out of range: {first})"
             )

@@ -49,6 +49,11 @@ class MultiHeadAttention(nnx.Module):
     is prefilled in one call and then one or more tokens follow per step, with static shapes under
     `jax.jit`. Cross-attention layers use `init_cross_cache(context)` instead: the context's keys
     and values are projected once and reused by every decoding step.
+
+    Training and evaluation: the `deterministic` attribute is the layer's mode, False (training:
+    dropout on the attention weights) when built, as for `nnx.Dropout`; `.eval()` / `.train()`
+    (on the layer or on any model that holds it) and `nnx.view(model, deterministic=...)` set it,
+    and a call's `deterministic=` argument overrides it for that call.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class MultiHeadAttention(nnx.Module):
         rotary_base: float | None = None,
         implementation: str | None = None,
         sow_weights: bool = False,
+        deterministic: bool = False,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
         kernel_init: nnx.Initializer = DEFAULT_KERNEL_INIT,
@@ -89,6 +95,7 @@ class MultiHeadAttention(nnx.Module):
           rotary_base: apply rotary position embeddings (RoPE) to q and k with this base.
           implementation: passed to `attn.kernels.dot_product_attention`.
           sow_weights: sow the attention weights as "attention_weights" on every call.
+          deterministic: the initial mode: False trains (dropout on), True evaluates.
           dtype: compute dtype; default: that of the inputs and parameters.
           param_dtype: parameter dtype.
           kernel_init: initializer of the projection kernels.
@@ -120,6 +127,7 @@ class MultiHeadAttention(nnx.Module):
         self.rotary_base = rotary_base
         self.implementation = implementation
         self.sow_weights = sow_weights
+        self.deterministic = deterministic
         self.dtype = dtype
         linear = dict(dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs)
         kv_width = num_kv_heads * head_dim
@@ -139,17 +147,20 @@ class MultiHeadAttention(nnx.Module):
             self.score_W_q = nnx.Param(init(rngs.params(), shape, param_dtype))
             self.score_W_k = nnx.Param(init(rngs.params(), shape, param_dtype))
             self.score_v = nnx.Param(init(rngs.params(), (num_heads, A), param_dtype))
-        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout_rate, deterministic=deterministic, rngs=rngs)
         self.cached_key: nnx.Cache | None = nnx.data(None)
         self.cached_value: nnx.Cache | None = nnx.data(None)
         self.cache_index: nnx.Cache | None = nnx.data(None)
         self.cross_key: nnx.Cache | None = nnx.data(None)
         self.cross_value: nnx.Cache | None = nnx.data(None)
 
-    def set_view(self, sow_weights: bool | None = None) -> None:
-        """Used by `nnx.view(model, sow_weights=...)` to switch sowing in every such layer."""
+    def set_view(self, sow_weights: bool | None = None, deterministic: bool | None = None) -> None:
+        """Used by `nnx.view(model, sow_weights=..., deterministic=...)` to switch sowing or the
+        mode in every such layer."""
         if sow_weights is not None:
             self.sow_weights = sow_weights
+        if deterministic is not None:
+            self.deterministic = deterministic
 
     # ------------------------------------------------------------------ cache
 
@@ -184,7 +195,7 @@ class MultiHeadAttention(nnx.Module):
         is_causal: bool = False,
         positions: Array | None = None,
         decode: bool = False,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """Attend from `x` [B, T, D] to `context` [B, S, Dc] (default: `x` itself).
 
@@ -197,7 +208,8 @@ class MultiHeadAttention(nnx.Module):
           positions: int [T] or [B, T] positions for rotary embeddings; default 0..T-1, or
             index..index+T-1 when decoding.
           decode: use the cache (see the class docstring).
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           out [B, T, D].
@@ -206,6 +218,7 @@ class MultiHeadAttention(nnx.Module):
 
     def _run(self, x, context, mask, bias, is_causal, positions, decode, deterministic, **options):
         """Project, rotate and cache, then `_attend(..., **options)` and project out: [B, T, D]."""
+        deterministic = self.deterministic if deterministic is None else deterministic
         self._check_input("x", x, self.model_dim)
         B, T = x.shape[:2]
         q = self._heads(self.query(x), self.num_heads)  # [B, T, N, H]

@@ -129,7 +129,7 @@ class TransformerBlock(nnx.Module):
         context_mask: Array | None = None,
         positions: Array | None = None,
         decode: bool = False,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """x [B, T, D] (and the encoder output `context` [B, S, D]) -> [B, T, D].
 

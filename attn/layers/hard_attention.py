@@ -46,11 +46,13 @@ class HardSelection(NamedTuple):
 class HardMultiHeadAttention(MultiHeadAttention):
     """`MultiHeadAttention` whose attention step selects one position per query head.
 
-    With `deterministic=True` the position is the argmax of the scores (no gradient to the
-    scores); with `deterministic=False` the weights are those of the layer's `estimator` (see the
-    module docstring), drawing from the `key` argument of the call, else from the "dropout"
-    stream of the `rngs` given at construction. Dropout, when set, applies to the selected
-    weights in training.
+    In evaluation (`deterministic` True) the position is the argmax of the scores (no gradient to
+    the scores); in training (`deterministic` False) the weights are those of the layer's
+    `estimator` (see the module docstring), drawing from the `key` argument of the call, else
+    from the "dropout" stream of the `rngs` given at construction. Dropout, when set, applies to
+    the selected weights in training. The mode follows `MultiHeadAttention`'s convention: the
+    layer is built in training mode, `.eval()` / `.train()` switch it, and a call's
+    `deterministic=` overrides it.
 
     Looking inside: with `sow_weights` on, every call sows "attention_weights" [B, N, T, S]
     (float32) and "selection" (`HardSelection`); a REINFORCE loss reads the latter with
@@ -87,7 +89,7 @@ class HardMultiHeadAttention(MultiHeadAttention):
         is_causal: bool = False,
         positions: Array | None = None,
         decode: bool = False,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
         key: PRNGKey | None = None,
         temperature: float | Array | None = None,
     ) -> Array:
@@ -124,7 +126,7 @@ class HardMultiHeadAttention(MultiHeadAttention):
         mask: Array | None,
         *,
         key: PRNGKey | None = None,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
         temperature: float | Array | None = None,
     ) -> tuple[Array, HardSelection]:
         """The selection step: one-hot (or, for "gumbel_relaxed", relaxed) weights from scores.
@@ -136,13 +138,15 @@ class HardMultiHeadAttention(MultiHeadAttention):
           mask: bool, broadcastable to `logits`, True = may be selected; None = all.
           key: a `jax.random` key for the sampling estimators in training; default: drawn from
             the "dropout" stream.
-          deterministic: evaluation mode.
+          deterministic: evaluation (argmax) when True, training (the estimator) when False;
+            None: the layer's mode.
           temperature: τ of the Gumbel estimators; default: the layer's.
 
         Returns:
           (weights [..., S] float32, `HardSelection` with fields [...]: the argmax in evaluation
           and for "straight_through_argmax", else the sampled position).
         """
+        deterministic = self.deterministic if deterministic is None else deterministic
         if deterministic or self.estimator == "straight_through_argmax":
             index = hard.argmax_index(logits, mask)
         if deterministic:

@@ -341,7 +341,7 @@ class RNN(nnx.Module):
         mask: ArrayLike | None = None,
         initial_state: Array | tuple[Array, Array] | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ):
         """Run every layer and direction over the sequence.
 
@@ -350,7 +350,8 @@ class RNN(nnx.Module):
           mask: [B, S], 1/True = real step, 0/False = padding (right padding, as packed
             sequences); None = all real.
           initial_state: torch's h_0 [L·D, B, H] (GRU) or the pair (h_0, c_0) (LSTM); None = zeros.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           (outputs [B, S, D·H] of the last layer, zero at padded steps; final state h_n [L·D, B, H]

@@ -11,8 +11,13 @@ source positions get weight exactly 0 (`attn.kernels.attention.masked_softmax`).
 Hard attention (`estimator=`): each decoder step reads one source position, α = one_hot(j*),
 trained with the estimator of that name in `attn.kernels.hard.ESTIMATORS` (the names mean the same
 in `attn.layers.HardMultiHeadAttention`). "reinforce" also returns log p(j*) so that a loss can add
-the score-function term (Williams 1992; Xu et al. 2015). At evaluation (`deterministic=True`) every
-estimator selects the argmax.
+the score-function term (Williams 1992; Xu et al. 2015). In evaluation every estimator selects the
+argmax.
+
+Training and evaluation: a layer's `deterministic` attribute is its mode, False (training) when
+built, as for `nnx.Dropout`; `.eval()` / `.train()` (on the layer or on a model that holds it) and
+`nnx.view(model, deterministic=...)` set it, and a call's `deterministic=` overrides it. Soft
+attention (`estimator=None`) is the same in both modes.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class RNNAttention(nnx.Module):
 
     Subclasses set `score` (a name in `SCORES`) and hold that score's parameters, whose names are
     its keyword arguments (`W`, `W_q`, `W_k`, `v`).
+
+    Attributes:
+      deterministic: the mode (see the module docstring): True evaluates, False trains.
     """
 
     score: str
@@ -66,6 +74,7 @@ class RNNAttention(nnx.Module):
         *,
         estimator: str | None = None,
         temperature: float = 1.0,
+        deterministic: bool = False,
         dtype: DType | None = None,
     ):
         name = type(self).__name__
@@ -79,6 +88,12 @@ class RNNAttention(nnx.Module):
             raise ValueError(f"{name}: temperature must be > 0, got {temperature!r}")
         self.query_dim, self.key_dim = query_dim, key_dim
         self.estimator, self.temperature, self.dtype = estimator, temperature, dtype
+        self.deterministic = deterministic
+
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Used by `nnx.view(model, deterministic=...)` to switch the mode of every such layer."""
+        if deterministic is not None:
+            self.deterministic = deterministic
 
     def logits(self, query: Array, keys: Array) -> Array:
         """e[b, j] = score(query[b], keys[b, j]): query [B, Hq], keys [B, S, Hk] -> e [B, S]."""
@@ -98,7 +113,7 @@ class RNNAttention(nnx.Module):
         mask: ArrayLike | None = None,
         *,
         key: PRNGKey | None = None,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Attended:
         """Attend from one query per example to its source positions.
 
@@ -109,7 +124,8 @@ class RNNAttention(nnx.Module):
           mask: [B, S], 1/True = real source position; None = all real.
           key: a `jax.random` key, needed in training by the estimators that sample
             (`attn.kernels.hard.needs_key`).
-          deterministic: evaluation mode (every estimator selects the argmax, no randomness).
+          deterministic: evaluation (every estimator selects the argmax, no randomness) when
+            True, training when False; None: the layer's mode.
 
         Returns:
           `Attended(context [B, Hv], weights [B, S] float32, log_prob [B] or None)`.
@@ -151,7 +167,7 @@ class RNNAttention(nnx.Module):
         mask: Array | None,
         *,
         key: PRNGKey | None = None,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> tuple[Array, Array | None]:
         """The attention step: weights from the scores, soft or with the layer's estimator.
 
@@ -162,7 +178,7 @@ class RNNAttention(nnx.Module):
           logits: [B, S] the scores e.
           mask: bool [B, S], True = real source position; None = all real.
           key: a `jax.random` key, needed in training by the estimators that sample.
-          deterministic: evaluation mode.
+          deterministic: evaluation when True, training when False; None: the layer's mode.
 
         Returns:
           (weights [B, S] float32, log_prob [B] of the sampled positions for "reinforce" in
@@ -170,12 +186,14 @@ class RNNAttention(nnx.Module):
         """
         if self.estimator is None:
             return masked_softmax(logits, mask), None
+        deterministic = self.deterministic if deterministic is None else deterministic
         if deterministic:
             return hard.argmax_weights(logits, mask), None
         if hard.needs_key(self.estimator) and key is None:
             raise ValueError(
                 f"{type(self).__name__}: estimator={self.estimator!r} samples positions in "
-                "training and needs key=, e.g. key=jax.random.key(0)"
+                "training and needs key=, e.g. key=jax.random.key(0) (or evaluate: .eval() or "
+                "deterministic=True)"
             )
         weights = hard.training_weights(
             self.estimator, logits, mask, key=key, temperature=self.temperature
@@ -224,6 +242,7 @@ class BahdanauAttention(RNNAttention):
         *,
         estimator: str | None = None,
         temperature: float = 1.0,
+        deterministic: bool = False,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
         rngs: nnx.Rngs,
@@ -235,12 +254,18 @@ class BahdanauAttention(RNNAttention):
           attention_dim: A, the hidden width of the score; default Hq.
           estimator: None (soft) or a name in `attn.kernels.hard.ESTIMATORS` (hard attention).
           temperature: τ of the Gumbel estimators.
+          deterministic: the initial mode: False trains, True evaluates (the argmax).
           dtype: compute dtype of the score; default: that of the inputs and parameters.
           param_dtype: parameter dtype.
           rngs: parameter random stream.
         """
         super().__init__(
-            query_dim, key_dim, estimator=estimator, temperature=temperature, dtype=dtype
+            query_dim,
+            key_dim,
+            estimator=estimator,
+            temperature=temperature,
+            deterministic=deterministic,
+            dtype=dtype,
         )
         fan_ins = (query_dim, key_dim)
         self._init_additive_score(query_dim, key_dim, attention_dim, fan_ins, param_dtype, rngs)
@@ -269,6 +294,7 @@ class LuongAttention(RNNAttention):
         attention_dim: int | None = None,
         estimator: str | None = None,
         temperature: float = 1.0,
+        deterministic: bool = False,
         dtype: DType | None = None,
         param_dtype: DType = jnp.float32,
         rngs: nnx.Rngs,
@@ -279,14 +305,20 @@ class LuongAttention(RNNAttention):
           key_dim: Hk, width of the encoder annotations.
           score: "dot", "general" or "concat".
           attention_dim: A, the hidden width of the "concat" score; default Hq.
-          estimator, temperature, dtype, param_dtype, rngs: as for `BahdanauAttention`.
+          estimator, temperature, deterministic, dtype, param_dtype, rngs: as for
+            `BahdanauAttention`.
         """
         if score not in LUONG_SCORES:
             raise ValueError(
                 f"LuongAttention: unknown score {score!r}; expected one of {sorted(LUONG_SCORES)}"
             )
         super().__init__(
-            query_dim, key_dim, estimator=estimator, temperature=temperature, dtype=dtype
+            query_dim,
+            key_dim,
+            estimator=estimator,
+            temperature=temperature,
+            deterministic=deterministic,
+            dtype=dtype,
         )
         if score == "dot" and query_dim != key_dim:
             raise ValueError(

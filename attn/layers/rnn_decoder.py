@@ -189,7 +189,7 @@ class BottleneckDecoderCell(DecoderCell):
         memory: dict[str, Array],
         *,
         key: PRNGKey | None = None,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> tuple[dict[str, Array], DecoderStep]:
         """One target step: (carry, y_{t-1} embedded [B, E], memory) -> (carry, DecoderStep)."""
         self._check_step(carry, embedded, memory)
@@ -256,7 +256,7 @@ class BahdanauDecoderCell(DecoderCell):
         memory: dict[str, Array],
         *,
         key: PRNGKey | None = None,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> tuple[dict[str, Array], DecoderStep]:
         """One target step: (carry, y_{t-1} embedded [B, E], memory) -> (carry, DecoderStep)."""
         self._check_step(carry, embedded, memory)
@@ -342,7 +342,7 @@ class LuongDecoderCell(DecoderCell):
         memory: dict[str, Array],
         *,
         key: PRNGKey | None = None,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> tuple[dict[str, Array], DecoderStep]:
         """One target step: (carry, y_{t-1} embedded [B, E], memory) -> (carry, DecoderStep)."""
         self._check_step(carry, embedded, memory)

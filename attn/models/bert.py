@@ -120,7 +120,9 @@ class BertEmbeddings(nnx.Module):
         self.norm = nnx.LayerNorm(D, epsilon=config.layer_norm_eps, **common)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
 
-    def __call__(self, ids: Array, token_type_ids: Array, *, deterministic: bool = True) -> Array:
+    def __call__(
+        self, ids: Array, token_type_ids: Array, *, deterministic: bool | None = None
+    ) -> Array:
         """ids, token_type_ids int [B, T] -> [B, T, D] (shapes checked by `Bert`)."""
         T = ids.shape[1]
         h = self.word(ids) + self.position(T) + self.token_type(token_type_ids)
@@ -201,7 +203,7 @@ class Bert(nnx.Module):
         token_type_ids: ArrayLike | None = None,
         attention_mask: ArrayLike | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
         return_hidden_states: bool = False,
     ) -> Array | tuple[Array, tuple[Array, ...]]:
         """The hidden states after the last block, h_L.
@@ -211,7 +213,8 @@ class Bert(nnx.Module):
           token_type_ids: int [B, T] segment ids in [0, type_vocab_size); default all 0.
           attention_mask: [B, T], 1/True = real token, 0/False = padding; no token attends to
             padded keys. Default: every token is real.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
           return_hidden_states: also return the L + 1 hidden states [B, T, D]: the embedding
             output h_0 and the output of every block, as Hugging Face's `hidden_states`.
 
@@ -232,7 +235,7 @@ class Bert(nnx.Module):
         token_type_ids: ArrayLike | None = None,
         attention_mask: ArrayLike | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """Masked-LM logits: LN(act(h_L W_t + b_t)) E_tokᵀ + b_V.
 
@@ -266,13 +269,14 @@ class Bert(nnx.Module):
         self._check_hidden("Bert.pool", hidden)
         return jnp.tanh(self.pooler(hidden[:, 0]))
 
-    def classify(self, hidden: Array, *, deterministic: bool = True) -> Array:
+    def classify(self, hidden: Array, *, deterministic: bool | None = None) -> Array:
         """Class logits = Dropout(pool(hidden)) W_c + b_c (sentence-level tasks, and BERT's
         next-sentence prediction with 2 classes).
 
         Args:
           hidden: [B, T, D] output of `encode`.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           [B, num_classes].

@@ -271,14 +271,19 @@ class ConvS2S(nnx.Module):
     # ------------------------------------------------------------------ encoder / decoder
 
     def encode(
-        self, src: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool = True
+        self,
+        src: ArrayLike,
+        src_mask: ArrayLike | None = None,
+        *,
+        deterministic: bool | None = None,
     ) -> tuple[Array, Array]:
         """Encode the source.
 
         Args:
           src: int [B, S] source token ids.
           src_mask: [B, S], 1/True = real token, 0/False = padding; None = no padding.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           (z [B, S, E], z + e [B, S, E]): the attention keys and values of every decoder layer.
@@ -308,7 +313,7 @@ class ConvS2S(nnx.Module):
         encoded: tuple[Array, Array],
         src_mask: ArrayLike | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """Decode the target (teacher forcing): logits for the token after each position.
 
@@ -316,7 +321,8 @@ class ConvS2S(nnx.Module):
           tgt: int [B, T] target token ids (shifted right).
           encoded: (z, z + e) from `encode`, each [B, S, E].
           src_mask: [B, S], 1/True = real source token; None = no padding.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           logits [B, T, V], position t depending on tgt[:, :t + 1] only.
@@ -365,7 +371,7 @@ class ConvS2S(nnx.Module):
         tgt: ArrayLike,
         src_mask: ArrayLike | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """logits [B, T, V] of `decode(tgt, encode(src, src_mask), src_mask)`."""
         encoded = self.encode(src, src_mask, deterministic=deterministic)

@@ -141,7 +141,7 @@ class TransformerLM(nnx.Module):
         attention_mask: Array | None = None,
         *,
         decode: bool = False,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """Next-token logits.
 
@@ -150,7 +150,8 @@ class TransformerLM(nnx.Module):
           attention_mask: [B, T] (or [B, cache length] when decoding), 1/True = real token,
             0/False = padding; padded keys are never attended to.
           decode: use the caches (`init_cache` first): `ids` continue the cached sequence.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           logits [B, T, V] (float32 for a float32 model; the compute dtype otherwise).

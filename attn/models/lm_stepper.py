@@ -16,7 +16,8 @@ class TransformerLMStepper(CacheStepper):
 
     `start` allocates the caches of the model (`TransformerLM.init_cache`, which rejects a
     `max_length` beyond a learned position table) and prefills the prompt in one call; each
-    step then reads one token. The state is the model's `nnx.Cache` state.
+    step then reads one token. The state is the model's `nnx.Cache` state. The model runs in
+    evaluation (`deterministic=True`) whatever its mode.
     """
 
     def __init__(self, model: TransformerLM):
@@ -32,4 +33,4 @@ class TransformerLMStepper(CacheStepper):
         return self._prefill(prompt)
 
     def _logits(self, model: TransformerLM, ids: Array) -> Array:
-        return model(ids, decode=True)
+        return model(ids, decode=True, deterministic=True)

@@ -199,11 +199,19 @@ class Seq2SeqRNN(nnx.Module):
     positions, for `attn.kernels.hard_training.reinforce_loss`); the encoder (`RNN`) sows its own
     gates. Read them with `attn.layers.collect_intermediates`.
 
+    Training and evaluation: the `deterministic` attribute is the model's mode, False (training)
+    when built, as for `nnx.Dropout`; `.eval()` / `.train()` and `nnx.view(model,
+    deterministic=...)` set it, and a call's `deterministic=` overrides it. In training a call
+    applies dropout, the teacher-forcing ratio or scheduled sampling and the hard-attention
+    estimator; in evaluation it is teacher forced, without dropout, with argmax hard attention.
+    The mode of a call (its argument, else the model's) governs the whole pass, submodules
+    included.
     """
 
     def __init__(self, config: Seq2SeqRNNConfig, *, sow_weights: bool = False, rngs: nnx.Rngs):
         self.config = config
         self.sow_weights = sow_weights
+        self.deterministic = False
         dtype, param_dtype = dtype_of(config.dtype), dtype_of(config.param_dtype)
         common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         E, Hm, Hd = config.embed_dim, config.encoder_output_dim, config.decoder_dim
@@ -235,10 +243,13 @@ class Seq2SeqRNN(nnx.Module):
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.sampling = rngs["sampling"].fork()
 
-    def set_view(self, sow_weights: bool | None = None) -> None:
-        """Used by `nnx.view(model, sow_weights=...)` to switch sowing in every such layer."""
+    def set_view(self, sow_weights: bool | None = None, deterministic: bool | None = None) -> None:
+        """Used by `nnx.view(model, sow_weights=..., deterministic=...)` to switch sowing or the
+        mode."""
         if sow_weights is not None:
             self.sow_weights = sow_weights
+        if deterministic is not None:
+            self.deterministic = deterministic
 
     # ------------------------------------------------------------------ encoder
 
@@ -247,14 +258,15 @@ class Seq2SeqRNN(nnx.Module):
         src: ArrayLike,
         src_mask: ArrayLike | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> tuple[dict[str, Array], dict[str, Array]]:
         """Run the encoder and prepare the decoder.
 
         Args:
           src: int [B, S] source ids (right-padded).
           src_mask: [B, S], 1/True = real token; None = no padding.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           (memory, carry): the memory dict of the decoder cells ("annotations" [B, S, Hm] over
@@ -265,6 +277,7 @@ class Seq2SeqRNN(nnx.Module):
         src = check_token_ids("Seq2SeqRNN", "src", src, self.config.vocab_size, "S")
         B, S = src.shape
         mask = check_padding_mask("Seq2SeqRNN", "src_mask", src_mask, B, S)
+        deterministic = self.deterministic if deterministic is None else deterministic
         order = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
         if self.config.reverse_source:
             src, order = reverse_padded(src, mask)
@@ -299,23 +312,24 @@ class Seq2SeqRNN(nnx.Module):
         tgt_in: ArrayLike,
         src_mask: ArrayLike | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
         key: PRNGKey | None = None,
         step: int | ArrayLike | None = None,
     ) -> Array:
         """Next-token logits of the target given the source.
 
-        Evaluation (`deterministic=True`) is teacher forced: step t reads tgt_in[:, t]. Training
-        (`deterministic=False`) applies dropout and, where configured, reads the model's own
-        previous prediction instead with probability 1 - p (p = `teacher_forcing_ratio`, or the
-        scheduled-sampling decay at `step`); with p = 1 it is exactly the teacher-forced pass.
+        Evaluation is teacher forced: step t reads tgt_in[:, t]. Training applies dropout and,
+        where configured, reads the model's own previous prediction instead with probability
+        1 - p (p = `teacher_forcing_ratio`, or the scheduled-sampling decay at `step`); with
+        p = 1 it is exactly the teacher-forced pass.
 
         Args:
           src: int [B, S] source ids (right-padded).
           tgt_in: int [B, T] target ids shifted right (tgt_in[:, 0] is the start token; position
             t predicts token t + 1).
           src_mask: [B, S], 1/True = real source token; None = no padding.
-          deterministic: evaluation mode when True.
+          deterministic: evaluation when True, training when False; None: the model's mode
+            (`.eval()` / `.train()`).
           key: a `jax.random` key for the training-time draws; None: the `sampling` stream.
           step: the training step i of scheduled sampling (required with
             `scheduled_sampling_k` in training; may be traced).
@@ -331,6 +345,7 @@ class Seq2SeqRNN(nnx.Module):
                 f"Seq2SeqRNN: tgt_in must have the batch of src, [B, T] with B={src.shape[0]}, "
                 f"got shape {tgt_in.shape}"
             )
+        deterministic = self.deterministic if deterministic is None else deterministic
         memory, carry = self.encode(src, src_mask, deterministic=deterministic)
         teacher = self._teacher_probability(deterministic, step)
         hard_key = (

@@ -19,7 +19,9 @@ class Seq2SeqRNNStepper:
 
     The state is {"carry": the decoder carry, "memory": the encoder annotations [B, S, Hm],
     mask [B, S], summary [B, Hm] and source order [B, S]} (see `Seq2SeqRNN.encode`), every leaf
-    with the batch on axis 0. An RNN has no length limit, so `max_length` is not checked.
+    with the batch on axis 0. An RNN has no length limit, so `max_length` is not checked. The
+    model runs in evaluation (`deterministic=True`: no dropout, argmax hard attention) whatever
+    its mode.
 
     Attributes:
       model: the `Seq2SeqRNN`.
@@ -56,7 +58,7 @@ class Seq2SeqRNNStepper:
         prompt = check_token_ids("Seq2SeqRNN", "prompt", prompt, self.vocab_size, "T0")
         if prompt.shape[1] < 1:
             raise ValueError(f"Seq2SeqRNN.start: prompt must hold >= 1 token, got {prompt.shape}")
-        memory, carry = self.model.encode(source, source_mask)
+        memory, carry = self.model.encode(source, source_mask, deterministic=True)
         state = {"carry": carry, "memory": memory}
         for t in range(prompt.shape[1]):
             logits, state = self.step(state, prompt[:, t])
@@ -73,7 +75,9 @@ class Seq2SeqRNNStepper:
                 f"array of shape {tokens.shape}"
             )
         model = self.model
-        carry, out = model.decoder(state["carry"], model.target_embedding(tokens), memory)
+        carry, out = model.decoder(
+            state["carry"], model.target_embedding(tokens), memory, deterministic=True
+        )
         return model.output_proj(out.features), {"carry": carry, "memory": memory}
 
     @staticmethod

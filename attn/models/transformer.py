@@ -221,13 +221,13 @@ class Transformer(nnx.Module):
         """The target token embedding (the source one when the embeddings are shared)."""
         return self.source_embedding if self.target_embedding is None else self.target_embedding
 
-    def embed_source(self, src: ArrayLike, *, deterministic: bool = True) -> Array:
+    def embed_source(self, src: ArrayLike, *, deterministic: bool | None = None) -> Array:
         """Dropout(√D · E_src[src] + PE): src int [B, S] -> [B, S, D]."""
         src = self._check_ids("src", src, "S")
         return self._embed(self.source_embedding, self.encoder_positions, src, 0, deterministic)
 
     def embed_target(
-        self, tgt: ArrayLike, *, offset: int | Array = 0, deterministic: bool = True
+        self, tgt: ArrayLike, *, offset: int | Array = 0, deterministic: bool | None = None
     ) -> Array:
         """Dropout(√D · E_tgt[tgt] + PE(offset + t)): tgt int [B, T] -> [B, T, D]."""
         tgt = self._check_ids("tgt", tgt, "T")
@@ -243,14 +243,19 @@ class Transformer(nnx.Module):
     # ------------------------------------------------------------------ encoder
 
     def encode(
-        self, src: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool = True
+        self,
+        src: ArrayLike,
+        src_mask: ArrayLike | None = None,
+        *,
+        deterministic: bool | None = None,
     ) -> Array:
         """Encode source ids.
 
         Args:
           src: int [B, S] source token ids.
           src_mask: [B, S], 1/True = real token, 0/False = padding (never attended to).
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           encoded [B, S, D], after the final encoder norm where there is one.
@@ -259,7 +264,7 @@ class Transformer(nnx.Module):
         return self.encode_embeddings(x, src_mask, deterministic=deterministic)
 
     def encode_embeddings(
-        self, x: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool = True
+        self, x: ArrayLike, src_mask: ArrayLike | None = None, *, deterministic: bool | None = None
     ) -> Array:
         """The encoder stack on embeddings: m = [LN](Block_L(... Block_1(x))), as
         `torch.nn.Transformer.encoder(x, src_key_padding_mask=~src_mask)`.
@@ -267,7 +272,8 @@ class Transformer(nnx.Module):
         Args:
           x: float [B, S, D] source embeddings (positions already added).
           src_mask: [B, S], 1/True = real token.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           [B, S, D].
@@ -288,7 +294,7 @@ class Transformer(nnx.Module):
         tgt_mask: ArrayLike | None = None,
         *,
         decode: bool = False,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """Next-token logits of target ids given the encoder output.
 
@@ -301,7 +307,8 @@ class Transformer(nnx.Module):
           tgt_mask: [B, T] target padding, 1/True = real token ([B, cache length] when decoding).
           decode: continue the cached sequence (`init_cache` first); `tgt` may hold several
             tokens (a prompt) or one.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           logits [B, T, V] in the compute dtype.
@@ -321,7 +328,7 @@ class Transformer(nnx.Module):
         tgt_mask: ArrayLike | None = None,
         *,
         decode: bool = False,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """The decoder stack on embeddings: h = [LN](Block_L(... Block_1(y, m), m)), as
         `torch.nn.Transformer.decoder(y, m, tgt_mask=causal, tgt_key_padding_mask=~tgt_mask,
@@ -333,7 +340,8 @@ class Transformer(nnx.Module):
           src_mask: [B, S], 1/True = real source token.
           tgt_mask: [B, T] ([B, cache length] when decoding), 1/True = real target token.
           decode: use the caches of `init_cache`.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           hidden [B, T, D], after the final decoder norm where there is one.
@@ -388,7 +396,7 @@ class Transformer(nnx.Module):
         src_mask: ArrayLike | None = None,
         tgt_mask: ArrayLike | None = None,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
     ) -> Array:
         """Teacher-forced logits: decode(tgt, encode(src, src_mask), src_mask, tgt_mask).
 
@@ -397,7 +405,8 @@ class Transformer(nnx.Module):
           tgt: int [B, T] target ids, shifted right (position t predicts token t + 1).
           src_mask: [B, S], 1/True = real source token.
           tgt_mask: [B, T], 1/True = real target token.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           logits [B, T, V].

@@ -18,7 +18,8 @@ class TransformerStepper(CacheStepper):
     which projects the encoder output to every block's cross-attention keys and values) and
     prefills the prompt (the start-of-sequence token or tokens). The state is the model's
     `nnx.Cache` state: self-attention keys and values [B, max_length, K, H], cross-attention
-    keys and values [B, S, K, H], the source mask [B, S] and the shared cache index.
+    keys and values [B, S, K, H], the source mask [B, S] and the shared cache index. The model
+    runs in evaluation (`deterministic=True`) whatever its mode.
     """
 
     def __init__(self, model: Transformer):
@@ -30,9 +31,9 @@ class TransformerStepper(CacheStepper):
                 "source: an encoder-decoder Transformer needs the source token ids int [B, S], "
                 "got None"
             )
-        encoded = self.model.encode(source, source_mask)
+        encoded = self.model.encode(source, source_mask, deterministic=True)
         self.model.init_cache(prompt.shape[0], max_length, encoded, source_mask)
         return self._prefill(prompt)
 
     def _logits(self, model: Transformer, ids: Array) -> Array:
-        return model.decode(ids, None, decode=True)
+        return model.decode(ids, None, decode=True, deterministic=True)

@@ -340,12 +340,13 @@ class ViT(nnx.Module):
         prefix = jnp.zeros((cfg.num_prefix_tokens, cfg.model_dim), dtype)  # class token: zeros
         return jnp.concatenate([prefix, table], axis=0)
 
-    def embed(self, images: ArrayLike, *, deterministic: bool = True) -> Array:
+    def embed(self, images: ArrayLike, *, deterministic: bool | None = None) -> Array:
         """z_0: patch projections, the class token and positions, with dropout.
 
         Args:
           images: [B, H, W, C] floating point, channels last.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           [B, 1 + P, D] ([B, P, D] for "mean" pooling); patches in row-major order.
@@ -366,7 +367,7 @@ class ViT(nnx.Module):
         self,
         images: ArrayLike,
         *,
-        deterministic: bool = True,
+        deterministic: bool | None = None,
         return_hidden_states: bool = False,
     ) -> Array | tuple[Array, tuple[Array, ...]]:
         """y = LN(z_L), the encoded tokens.
@@ -374,7 +375,8 @@ class ViT(nnx.Module):
         Args:
           images: [B, H, W, C] floating point, channels last (Hugging Face's pixel_values are
             [B, C, H, W]: transpose them with `.transpose(0, 2, 3, 1)`).
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
           return_hidden_states: also return (z_0, z_1, ..., z_L), the embeddings and the output of
             every block before the final LayerNorm (Hugging Face's `output_hidden_states`).
 
@@ -414,12 +416,13 @@ class ViT(nnx.Module):
             pooled = jnp.tanh(self.pre_logits(pooled))
         return pooled
 
-    def __call__(self, images: ArrayLike, *, deterministic: bool = True) -> Array:
+    def __call__(self, images: ArrayLike, *, deterministic: bool | None = None) -> Array:
         """Class logits of a batch of images.
 
         Args:
           images: [B, H, W, C] floating point, channels last.
-          deterministic: no dropout when True.
+          deterministic: no dropout when True, dropout when False; None: the mode that
+            `.train()` / `.eval()` set.
 
         Returns:
           logits [B, classes]; without a head (`num_classes=None`) the pooled features [B, D]

@@ -114,7 +114,8 @@ def load_bert(
       **overrides: `BertConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
-      The model, ready to call.
+      The model, ready to call, in evaluation mode (`.eval()`, as Hugging Face's
+      `from_pretrained`; `.train()` turns dropout on for fine-tuning).
     """
     config = read_config("load_bert", config, ())
     arrays = read_state_dict(state_dict)
@@ -168,6 +169,7 @@ def load_bert(
     elif model.classifier is None:
         reader.skip(*(f"{head}.{p}" for head in _CLASSIFIERS for p in ("weight", "bias")))
     reader.check_all_used()
+    model.eval()
     return model
 
 

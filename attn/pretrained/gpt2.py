@@ -77,7 +77,8 @@ def load_gpt2(
       **overrides: `TransformerLMConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
-      The model, ready to call.
+      The model, ready to call, in evaluation mode (`.eval()`, as Hugging Face's
+      `from_pretrained`; `.train()` turns dropout on for fine-tuning).
     """
     config = read_config("load_gpt2", config, ())
     cfg = gpt2_config(config, **overrides)
@@ -110,6 +111,7 @@ def load_gpt2(
         reader.prefix = ""
         assign(model.lm_head.kernel, reader.take("lm_head.weight", (cfg.vocab_size, D)).T)
     reader.check_all_used()
+    model.eval()
     return model
 
 

@@ -154,7 +154,9 @@ def load_vit(
       **overrides: `ViTConfig` fields to change (e.g. dtype="bfloat16").
 
     Returns:
-      The model, ready to call; `num_classes` is the classifier's width (None without one).
+      The model, ready to call, in evaluation mode (`.eval()`, as Hugging Face's
+      `from_pretrained`; `.train()` turns dropout on for fine-tuning); `num_classes` is the
+      classifier's width (None without one).
 
     Raises:
       KeyError: a weight the config calls for is missing.
@@ -228,6 +230,7 @@ def load_vit(
     ]
     if missing:  # every parameter must have come from the state dict
         raise RuntimeError(f"load_vit: no weights were loaded into {missing[:5]}")
+    model.eval()
     return model
 
 

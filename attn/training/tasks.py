@@ -117,7 +117,9 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def logits(self, model: nnx.Module, inputs: tuple, *, deterministic: bool = True) -> Array:
-        """Logits [B, T, V] (or [B, classes]) of the model on the task's inputs."""
+        """Logits [B, T, V] (or [B, classes]) of the model on the task's inputs, in evaluation
+        (`deterministic=True`) or training mode whatever the model's `.train()` / `.eval()`
+        mode: the train step asks for training, evaluation for evaluation."""
 
     # ------------------------------------------------------------------ losses and metrics
 
@@ -251,7 +253,7 @@ def _cross_attention(family: str, graphdef, state, src: Array, tgt_in: Array) ->
     """The attention over the source [B, T, S] behind the logits of `tgt_in` [B, T]: the RNN
     alignment, or the last decoder block's cross-attention averaged over heads."""
     model, src_mask = nnx.merge(graphdef, state), src != PAD_ID
-    _, found = collect_intermediates(model, src, tgt_in, src_mask)
+    _, found = collect_intermediates(model, src, tgt_in, src_mask, deterministic=True)
     if family == "Seq2SeqRNN":
         return found[("alignment",)]
     last = [path for path in found if path[-2:] == ("cross_attention", "attention_weights")][-1]

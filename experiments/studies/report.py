@@ -204,3 +204,25 @@ def new_figure(width: float = 8.0, height: float = 3.5, columns: int = 1):
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, columns)
     return figure, np.atleast_1d(axes)
+
+
+def _typed(value: str) -> Any:
+    """A results.csv cell back as the bool, int or float it was written from (else the text)."""
+    if value in ("True", "False"):
+        return value == "True"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results.csv written by `write_outputs`, with numbers and booleans typed, so a
+    study's `table`, `plot` and `verdict` can be rerun on committed results."""
+    with open(path, newline="") as f:
+        return [
+            {key: _typed(value) for key, value in row.items() if value != ""}
+            for row in csv.DictReader(f)
+        ]

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 from attn.kernels import attention, blockwise_attention, dot_product_attention
 from attn.kernels.validation import check_token_ids
@@ -126,15 +127,42 @@ def test_check_token_ids():
     ids = jnp.array([[0, 3, 9]])
     assert check_token_ids("M", "ids", ids, 10) is not None
     with pytest.raises(
-        ValueError, match=r"M: ids must lie in \[0, vocab_size=9\), got ids from 0 to 9"
+        ValueError,
+        match=r"M: ids must lie in \[0, vocab_size=9\), got ids from 0 to 9 "
+        r"\(first out of range: 9 at \[0, 2\]\)",
     ):
         check_token_ids("M", "ids", ids, 9)
-    with pytest.raises(ValueError, match="from -1 to 3"):
-        check_token_ids("M", "ids", jnp.array([[-1, 3]]), 9)
+    with pytest.raises(ValueError, match=r"from -1 to 3 \(first out of range: -1 at \[1, 0\]\)"):
+        check_token_ids("M", "ids", jnp.array([[0, 3], [-1, 3]]), 9)
     with pytest.raises(ValueError, match=r"integer token ids \[B, S\], got float32"):
         check_token_ids("M", "src", jnp.zeros((1, 3)), 9, "S")
-    # Under jit the values are unknown: no check, no error.
-    jax.jit(lambda x: check_token_ids("M", "ids", x, 9))(ids)
+    # Under jit the values are unknown: no error, the ids pass unchanged when they are in range.
+    np.testing.assert_array_equal(jax.jit(lambda x: check_token_ids("M", "ids", x, 10))(ids), ids)
+
+
+def test_under_jit_a_row_with_an_out_of_range_id_becomes_out_of_range_everywhere():
+    ids = jnp.array([[0, 3, 9], [1, 2, 3], [-1, 4, 5]], jnp.int32)
+    checked = jax.jit(lambda x: check_token_ids("M", "ids", x, 9))(ids)
+    # Row 0 holds 9 = V, row 2 holds -1: every id of those rows becomes V (NaN in `nnx.Embed`);
+    # nothing is clamped or wrapped, and row 1 is untouched.
+    np.testing.assert_array_equal(checked, [[9, 9, 9], [1, 2, 3], [9, 9, 9]])
+    # A dtype too narrow for the marker is widened.
+    narrow = jax.jit(lambda x: check_token_ids("M", "ids", x, 300))(ids.astype(jnp.int8))
+    np.testing.assert_array_equal(narrow, [[0, 3, 9], [1, 2, 3], [300, 300, 300]])
+
+
+def test_checkify_reports_out_of_range_ids_under_jit():
+    ids = jnp.array([[0, 3, 4], [1, 12, 3]])
+    checked = jax.jit(checkify.checkify(lambda x: check_token_ids("M", "src", x, 9, "S")))
+    error, _ = checked(ids)
+    with pytest.raises(
+        checkify.JaxRuntimeError,
+        match=r"M: src must lie in \[0, vocab_size=9\), got 12 at \[1, 1\]",
+    ):
+        error.throw()
+    error, out = checked(ids.at[1, 1].set(8))
+    error.throw()  # in range: no error
+    np.testing.assert_array_equal(out, ids.at[1, 1].set(8))
 
 
 def test_ids_closed_over_inside_jit_are_checked_once_at_trace_time():

@@ -39,6 +39,7 @@ def _pair(estimator: str, score: str = "scaled_dot", seed: int = 0, **kwargs):
     hard = HardMultiHeadAttention(
         N, D, **common, estimator=estimator, **kwargs, rngs=nnx.Rngs(seed)
     )
+    hard.eval()  # the argmax unless a call asks for training
     return soft, hard
 
 
@@ -108,6 +109,7 @@ def test_cached_hard_decoding_equals_the_full_causal_pass(dtype):
     layer = HardMultiHeadAttention(
         N, D, num_kv_heads=K, estimator="gumbel_relaxed", dtype=dtype, rngs=nnx.Rngs(6)
     )
+    layer.eval()
     x = _x(11, (B, T, D)).astype(dtype)
     full, _, selection = _inspect(layer, x, is_causal=True)
     assert full.dtype == dtype and selection.log_prob.dtype == jnp.float32
@@ -242,7 +244,7 @@ def _task_loss(layer, batch, key, temperature):
 
 def _accuracy(layer) -> float:
     query, context, _, marker = _marker_batch(_key(12345))
-    _, _, selection = _inspect(layer, query, context)
+    _, _, selection = _inspect(layer, query, context, deterministic=True)
     return float(np.mean(np.asarray(selection.index)[:, :, 0] == np.asarray(marker)[:, None]))
 
 

@@ -29,7 +29,9 @@ def data() -> dict[str, np.ndarray]:
 
 
 def bahdanau_from(data, **kwargs) -> BahdanauAttention:
-    layer = BahdanauAttention(HQ, HK, A, rngs=nnx.Rngs(0), **kwargs)
+    """The layer with the torch fixture's weights, in evaluation mode (peer parity; the tests of
+    training pass `deterministic=False`)."""
+    layer = BahdanauAttention(HQ, HK, A, deterministic=True, rngs=nnx.Rngs(0), **kwargs)
     layer.W_q[...] = jnp.asarray(data["bahdanau/W_q"].T)  # torch Linear [A, Hq] -> [Hq, A]
     layer.W_k[...] = jnp.asarray(data["bahdanau/W_k"].T)
     layer.v[...] = jnp.asarray(data["bahdanau/v"][0])
@@ -38,6 +40,7 @@ def bahdanau_from(data, **kwargs) -> BahdanauAttention:
 
 def general_from(data, **kwargs) -> LuongAttention:
     layer = LuongAttention(HQ, HK, "general", rngs=nnx.Rngs(0), **kwargs)
+    layer.eval()  # as `bahdanau_from`
     layer.W[...] = jnp.asarray(data["general/W"])  # q · (W k) = q W kᵀ with W [Hq, Hk]
     return layer
 

@@ -251,8 +251,8 @@ def test_dropout_follows_deterministic(inputs):
         np.testing.assert_array_equal(eval_1[i], eval_2[i])
         assert np.abs(train_1[i] - eval_1[i]).max() > 1e-3, name
         assert np.abs(train_1[i] - train_2[i]).max() > 1e-3, name  # a fresh mask each call
-    for method in (Bert.__call__, Bert.encode, Bert.classify):  # deterministic by default
-        assert inspect.signature(method).parameters["deterministic"].default is True
+    for method in (Bert.__call__, Bert.encode, Bert.classify):  # by default: the model's mode
+        assert inspect.signature(method).parameters["deterministic"].default is None
     assert config.classifier_dropout == 0.3
     assert BertConfig(dropout_rate=0.3, classifier_dropout_rate=0.0).classifier_dropout == 0.0
 

@@ -477,7 +477,7 @@ def test_padded_queries_with_no_real_key_get_zero_attention():
 
 @nnx.jit
 def _inference_and_training(model: TransformerLM, ids):
-    return model(ids), model(ids, deterministic=False)
+    return model(ids, deterministic=True), model(ids, deterministic=False)
 
 
 @pytest.mark.parametrize("rates", [(0.3, 0.0), (0.0, 0.3)], ids=["dropout", "attention_dropout"])

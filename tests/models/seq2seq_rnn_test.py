@@ -33,7 +33,10 @@ def tiny(name: str = "luong", **overrides) -> Seq2SeqRNNConfig:
 
 
 def make(config: Seq2SeqRNNConfig, seed: int = 0) -> Seq2SeqRNN:
-    return Seq2SeqRNN(config, rngs=nnx.Rngs(seed))
+    """The model in evaluation mode: the tests of training pass `deterministic=False`."""
+    model = Seq2SeqRNN(config, rngs=nnx.Rngs(seed))
+    model.eval()
+    return model
 
 
 @functools.cache

@@ -161,6 +161,7 @@ def test_matches_torch_nn_transformer_every_layer(name, monkeypatch):
     )
     model = make(config)
     load_torch_transformer(model, w)
+    model.eval()  # peer parity in evaluation mode
 
     # torch masks: True = masked; attn masks: True = real token.
     src_mask, tgt_mask = ~w["src_key_padding_mask"], ~w["tgt_key_padding_mask"]
@@ -364,6 +365,7 @@ def test_dropout_applies_only_when_not_deterministic():
     assert model.dropout.rate == 0.3
     # Attention dropout needs the weights (the slow reference path): run residual dropout only.
     model = make(tiny(dropout_rate=0.3))
+    model.eval()  # the calls without `deterministic=`; the training ones override it
     src, tgt = ids((B, S), seed=14), ids((B, T), seed=15)
     eval_a = model(src, tgt, src_mask())
     eval_b = model(src, tgt, src_mask())
