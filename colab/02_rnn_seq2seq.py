@@ -323,6 +323,8 @@ ax.axhline(np.log(V), color="grey", linestyle=":", label="log V (uniform)")
 ax.set(xlabel="step", ylabel="cross-entropy (nats/token)", yscale="log")
 ax.legend()
 plt.show()
+for model in models.values():
+    model.eval()  # evaluation mode from here on: teacher forced, no dropout
 for name, curve in losses.items():
     assert np.mean(curve[-10:]) < {"ci": 0.9, "cpu": 0.5, "full": 0.3}[SCALE] * np.log(V), name
 

@@ -293,6 +293,7 @@ def train(model, optimizer, batches, steps, label_smoothing=0.0):
 
 
 losses = train(model, optimizer, iter(train_data), SIZES["steps"])
+model.eval()  # evaluation mode from here on: no dropout
 figure, ax = plt.subplots(figsize=(6, 2.8))
 ax.plot(losses)
 ax.set(xlabel="step", ylabel="cross-entropy (nats/char)", yscale="log")
@@ -550,6 +551,7 @@ if ted_ready:
         wrt=nnx.Param,
     )
     ted_losses = train(ted_model, ted_optimizer, iter(ted_train), ted_steps, label_smoothing=0.1)
+    ted_model.eval()
 
     def translate_test_set(**search):
         """Hypotheses and references (text) of the whole test split: greedy search, or beam
