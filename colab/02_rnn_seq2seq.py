@@ -38,8 +38,8 @@
 #
 # | scale | what runs | time |
 # |---|---|---|
-# | `ci` | sources of 1-8 letters, 4 small models, 100 training steps each | about 40 s of CPU time (measured) |
-# | `cpu` | sources of 1-20 letters, 4 models of width 64, 1,500 steps each | about 4 min of CPU time (measured) |
+# | `ci` | sources of 1-8 letters, 4 small models, 100 training steps each | about 55 s of CPU time (measured) |
+# | `cpu` | sources of 1-20 letters, 4 models of width 64, 1,500 steps each | about 5 min of CPU time (estimate) |
 # | `full` | sources of 1-30 letters, 4 models of width 128, 4,000 steps each | about 8 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
