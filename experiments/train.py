@@ -12,15 +12,24 @@ variables of attn.training.distributed). A bad flag or config value ends the pro
 line on stderr that says what to change.
 """
 
+import errno
+import logging as std_logging
 import os
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
 # The repository root, so that config files can import `experiments.configs.common`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from attn.extras import require
+
+try:
+    require("train", "experiments/train.py")
+except ImportError as missing_extra:
+    sys.exit(f"error: {missing_extra}")
+
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file (path[:argument]).")
@@ -38,6 +47,28 @@ def fail(message: str) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(1)
+
+
+def full_disk_message(error: Exception) -> str | None:
+    """The line for an error caused by a full disk, else None."""
+    text = " ".join(str(error).split())
+    if getattr(error, "errno", None) != errno.ENOSPC and "No space left on device" not in text:
+        return None
+    filename = getattr(error, "filename", None)
+    where = f"writing {filename}" if filename else text
+    return (
+        f"no space left on device ({where}); free some space and run the same command to "
+        "resume from the last checkpoint, which is kept"
+    )
+
+
+class QuietBackgroundSaveErrors(std_logging.Filter):
+    """Leaves out orbax's own reports (tracebacks from its threads) of a failed background
+    save: `Checkpointer` raises the failure as one `CheckpointError` line. --verbosity shows
+    them."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not (record.levelno >= std_logging.ERROR and "/orbax/" in record.pathname)
 
 
 def config_argument(argv: list[str]) -> str | None:
@@ -88,6 +119,9 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments {argv[1:]}; every option is a --flag")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax and grain log every file at INFO
+        std_logging.getLogger("absl").addFilter(QuietBackgroundSaveErrors())
+        # orbax's unfinished writes of a failed save ("Task exception was never retrieved")
+        std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
     from attn.data import DatasetNotFoundError
     from attn.training import distributed
     from attn.training.checkpoint import CheckpointError
@@ -109,7 +143,9 @@ def main(argv: list[str]) -> None:
         NonFiniteLossError,
         CheckpointError,
     ) as error:
-        fail(error)
+        fail(full_disk_message(error) or error)
+    except OSError as error:  # a metrics, TensorBoard or metadata file that cannot be written
+        fail(full_disk_message(error) or f"{type(error).__name__}: {error}")
     if not result.finished:
         print(f"stopped at step {result.step}; run the same command to resume", file=sys.stderr)
 

@@ -164,3 +164,40 @@ def test_config_argument_options_and_unknown_option():
         load_config("dates", "smok")
     with pytest.raises(ValueError, match="config option task must be one of"):
         load_config("rnn_seq2seq", "task=copy")
+
+
+REFUSING_FINDER = """
+import sys
+
+
+class Refuse:
+    \"\"\"Acts as if {module} were not installed.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "{module}" or name.startswith("{module}."):
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Refuse())
+"""
+
+
+@pytest.mark.parametrize(
+    "module, distribution", [("orbax", "orbax-checkpoint"), ("ml_collections", "ml_collections")]
+)
+def test_missing_train_extra_names_the_extra_to_install(module, distribution, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(REFUSING_FINDER.format(module=module))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments/train.py"), *SMOKE_FLAGS,
+         f"--workdir={tmp_path / 'run'}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: experiments/train.py needs the 'train' extra: pip install 'attn[train]' "
+        f"(missing: {distribution})"
+    )
+    assert not (tmp_path / "run").exists()

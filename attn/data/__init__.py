@@ -16,18 +16,21 @@ Names (`list_datasets()`):
 Generated tasks and offline corpora are TFDS builders (`attn_dates`, `attn_copy`, …, `attn_pydoc`,
 `attn_digits`) with the configs "default" (full size; "dates": 50,000 / 1,000 / 1,000 examples)
 and "tiny" (a few hundred examples, for tests and smoke runs). They are deterministic from the
-config's seed. Catalog datasets must already be prepared in `data_dir` in array_record format;
-a missing one raises `DatasetNotFoundError` at once, saying how to prepare it.
+config's seed. Copy, reverse and sort take `symbols=SymbolRange(min_length, max_length,
+alphabet_size)` (default 1-20 letters of a-z); each range is prepared under its own config name
+("default_len1-30_abc8"), so ranges sharing a data_dir never load each other. Catalog datasets
+must already be prepared in `data_dir` in array_record format; a missing one raises
+`DatasetNotFoundError` at once, saying how to prepare it.
 
 API:
 
-    prepare(name, data_dir=None, *, config="default") -> None
+    prepare(name, data_dir=None, *, config="default", symbols=None) -> None
         Builds a generated task or offline corpus if it is not prepared yet (the default "dates"
         task, 52,000 examples, takes 10-20 s on one CPU core). For a catalog dataset, downloads
         and prepares it in array_record format (needs network access).
 
     load(name, *, split, batch_size, data_dir=None, seed=0, shuffle=True, num_epochs=None,
-         drop_remainder=True, max_length=None, config="default", tokenizer=None,
+         drop_remainder=True, max_length=None, config="default", symbols=None, tokenizer=None,
          vocab_size=None, num_threads=2) -> Dataset
         Prepares generated/offline datasets when missing. `Dataset.iterator()` returns a grain
         iterator with `get_state()` (a small JSON-serialisable dict) and `set_state(state)`;
@@ -35,7 +38,8 @@ API:
         jax.ShapeDtypeStruct per batch key, tokenizer, vocab_size, num_classes, image_shape).
         Batches are dicts of numpy arrays with fixed shapes:
           seq2seq:  inputs int32[B, S], targets int32[B, T]; both end with EOS and are padded
-                    with 0; the decoder input is `shift_right(targets, bos_id)`.
+                    with 0; the decoder input is `shift_right(targets, bos_id)`;
+                    input_length int32[B], the source's tokens (for accuracy by length).
           lm:       inputs int32[B, T], targets int32[B, T] (the next token at each position);
                     targets 0 are padding. For masked-LM training apply `mask_tokens` to inputs.
           classification: inputs int32[B, T] (BOS + text + EOS, padded with 0), label int32[B].
@@ -65,6 +69,7 @@ require("data", "attn.data")
 
 from attn.data.batches import mask_tokens, shift_right
 from attn.data.catalog import DatasetNotFoundError
+from attn.data.generated import SymbolRange
 from attn.data.loader import Dataset, DatasetInfo, list_datasets, load, prepare
 from attn.data.mocking import mock_catalog_data
 from attn.data.tokenizers import (
@@ -90,6 +95,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetNotFoundError",
     "SentencePieceTokenizer",
+    "SymbolRange",
     "Tokenizer",
     "list_datasets",
     "load",

@@ -5,6 +5,10 @@ Importing this module registers the builders `attn_copy`, `attn_reverse`, `attn_
 with the configs "default" and "tiny", so that after `prepare` they load by name:
 
     tfds.data_source("attn_dates/tiny", split="test", data_dir=data_dir)
+
+Copy, reverse and sort also build with another `generated.SymbolRange` (string lengths and
+alphabet size): `task_builder` names that config after the range, e.g. "tiny_len1-30_abc8", so
+that each range is prepared in its own folder and two ranges never read each other's files.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ class SizedConfig(tfds.core.BuilderConfig):
       num_validation: validation examples (pydoc: paragraphs).
       num_test: test examples (pydoc: paragraphs).
       seed: the seed the data are generated or split with.
+      symbols: the string lengths and alphabet of copy, reverse and sort (None: the default).
     """
 
     num_train: int | None = None
     num_validation: int | None = None
     num_test: int | None = None
     seed: int = 0
+    symbols: generated.SymbolRange | None = None
 
     def size(self, split: str) -> int | None:
         """The configured size of `split`."""
@@ -73,25 +79,50 @@ class _TaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             config.seed,
             num_validation=config.num_validation,
             num_test=config.num_test,
+            symbols=config.symbols,
         )
         for i, (inputs, targets) in enumerate(pairs):
             yield i, {"inputs": inputs, "targets": targets}
 
 
+def config_name(config: str, symbols: generated.SymbolRange | None) -> str:
+    """The builder config name: "default"/"tiny", followed by a non-default symbol range."""
+    if symbols is None or symbols.is_default:
+        return config
+    return f"{config}_{symbols.name}"
+
+
+def task_builder(
+    name: str,
+    config: str,
+    data_dir: str | None,
+    symbols: generated.SymbolRange | None = None,
+) -> tfds.core.GeneratorBasedBuilder:
+    """The builder of a generated dataset in one of its configs ("default", "tiny"), with the
+    sizes of that config and the strings of `symbols` (copy, reverse, sort; None: default)."""
+    builder_cls = BUILDERS[name]
+    if symbols is None or symbols.is_default:
+        return builder_cls(config=config, data_dir=data_dir, file_format="array_record")
+    generated.check_symbol_range(name, symbols)
+    base = next(c for c in builder_cls.BUILDER_CONFIGS if c.name == config)
+    ranged = dataclasses.replace(base, name=config_name(config, symbols), symbols=symbols)
+    return builder_cls(config=ranged, data_dir=data_dir, file_format="array_record")
+
+
 class AttnCopy(_TaskBuilder):
-    """Copy a string of 1-20 lowercase letters."""
+    """Copy a string of 1-20 lowercase letters (or of a `SymbolRange`)."""
 
     TASK = "copy"
 
 
 class AttnReverse(_TaskBuilder):
-    """Reverse a string of 1-20 lowercase letters."""
+    """Reverse a string of 1-20 lowercase letters (or of a `SymbolRange`)."""
 
     TASK = "reverse"
 
 
 class AttnSort(_TaskBuilder):
-    """Sort the letters of a string of 1-20 lowercase letters."""
+    """Sort the letters of a string of 1-20 lowercase letters (or of a `SymbolRange`)."""
 
     TASK = "sort"
 

@@ -8,6 +8,7 @@ PAD_ID = 0.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ def pad_ids(ids: Sequence[int], length: int) -> np.ndarray:
 
 
 class Seq2SeqEncoder:
-    """example → inputs int32[S] = x + EOS, targets int32[T] = y + EOS (truncated, 0-padded)."""
+    """example → inputs int32[S] = x + EOS, targets int32[T] = y + EOS (truncated, 0-padded),
+    input_length int32[] = the tokens of x before truncation (without EOS)."""
 
     def __init__(self, tokenizer: Tokenizer, fields: Mapping[str, str], lengths: tuple[int, int]):
         self.tokenizer, self.fields, self.lengths = tokenizer, dict(fields), lengths
@@ -44,6 +46,8 @@ class Seq2SeqEncoder:
         for role, length in zip(("inputs", "targets"), self.lengths, strict=True):
             ids = self.tokenizer.encode(text_of(example[self.fields[role]]))
             out[role] = pad_ids([*ids[: length - 1], EOS_ID], length)
+            if role == "inputs":
+                out["input_length"] = np.asarray(len(ids), dtype=np.int32)
         return out
 
 
@@ -154,18 +158,50 @@ class BatchReader:
 
     def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         examples = read_examples(self.source, [int(i) for i in np.atleast_1d(indices)])
+        if not examples:  # this shard's part of a short final batch: all padding
+            return {}
         if self.encoder is not None:
             examples = [self.encoder(example) for example in examples]
         return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
-class CompleteBatch:
-    """Pads a short final batch with zero rows to B and adds `valid` bool[B] (False on them)."""
+class ShardRows:
+    """indices int[b] of a global batch (b <= B) → the rows of shard i of n: indices
+    [i·B/n, (i+1)·B/n), so that the shards of every batch are disjoint and together are the
+    global batch. Every shard gets a (possibly empty) part of every batch, short final batch
+    included: all shards read the same number of batches.
 
-    def __init__(self, batch_size: int):
+    Args:
+      batch_size: B, the global batch size (divisible by n).
+      shard_index: i in [0, n).
+      shard_count: n.
+    """
+
+    def __init__(self, batch_size: int, shard_index: int, shard_count: int):
+        self.rows = batch_size // shard_count
+        self.start = shard_index * self.rows
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        return np.atleast_1d(indices)[self.start : self.start + self.rows]
+
+
+class CompleteBatch:
+    """Pads a short final batch with zero rows to B and adds `valid` bool[B] (False on them).
+
+    Args:
+      batch_size: B.
+      layout: key → (shape of one row, dtype): the rows of a batch that has none.
+    """
+
+    def __init__(self, batch_size: int, layout: Mapping[str, tuple[tuple[int, ...], Any]]):
         self.batch_size = batch_size
+        self.layout = layout
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not batch:
+            batch = {
+                key: np.zeros((0, *shape), dtype) for key, (shape, dtype) in self.layout.items()
+            }
         size = len(next(iter(batch.values())))
         missing = self.batch_size - size
         out = {

@@ -13,7 +13,9 @@ Each task maps an input string to a target string over `ALPHABET`:
 
 `examples(task, split, num_examples, seed)` yields the (input, target) pairs of one split. The
 splits of "dates" draw from disjoint sets of calendar days, so the held-out splits test dates
-never seen in training.
+never seen in training. The strings of copy, reverse and sort have 1-20 letters of a-z unless a
+`SymbolRange` says otherwise (e.g. `min_length=1, max_length=30, alphabet_size=8`: lengths drawn
+uniformly from 1-30, letters from "a"-"h").
 """
 
 from __future__ import annotations
@@ -91,6 +93,52 @@ class SplitPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class SymbolRange:
+    """The strings that copy, reverse and sort transform: a length drawn uniformly from
+    [min_length, max_length], then each letter uniformly from the first `alphabet_size` of a-z.
+
+    Attributes:
+      min_length: the shortest string, >= 1.
+      max_length: the longest string, >= min_length.
+      alphabet_size: how many letters ("a", "b", ...) strings draw from, in [1, 26].
+    """
+
+    min_length: int = MIN_SYMBOLS
+    max_length: int = MAX_SYMBOLS
+    alphabet_size: int = len(_LETTERS)
+
+    def __post_init__(self):
+        for name in ("min_length", "max_length", "alphabet_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.max_length < self.min_length:
+            raise ValueError(
+                f"max_length must be >= min_length={self.min_length}, got {self.max_length}"
+            )
+        if self.alphabet_size > len(_LETTERS):
+            raise ValueError(
+                f"alphabet_size must be in [1, {len(_LETTERS)}] (letters a-z), got "
+                f"{self.alphabet_size}"
+            )
+
+    @property
+    def is_default(self) -> bool:
+        """True for the 1-20 letters of a-z that the tasks draw without a range."""
+        return self == SymbolRange()
+
+    @property
+    def name(self) -> str:
+        """The range in a dataset config name, e.g. "len1-30_abc8"."""
+        return f"len{self.min_length}-{self.max_length}_abc{self.alphabet_size}"
+
+    @property
+    def letters(self) -> list[str]:
+        """The letters strings are drawn from."""
+        return list(_LETTERS[: self.alphabet_size])
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
     """A generated task: its name, the longest input/target it produces, and its sampler.
 
@@ -98,40 +146,52 @@ class Task:
       name: the task's name in `TASKS`.
       max_input_length: the longest input string, in characters.
       max_target_length: the longest target string, in characters.
-      sample: `sample(rng, split, num_examples, plan)` yields (input, target) pairs; `plan` is
-        the `SplitPlan` of the dataset (only "dates" uses it, to keep held-out days apart).
+      sample: `sample(rng, split, num_examples, plan, symbols)` yields (input, target) pairs;
+        `plan` is the `SplitPlan` of the dataset (only "dates" uses it, to keep held-out days
+        apart), `symbols` the `SymbolRange` (only the tasks with `takes_symbol_range` use it).
+      takes_symbol_range: True for the tasks whose strings follow a `SymbolRange` (copy,
+        reverse, sort); `max_input_length`/`max_target_length` are those of the default range.
     """
 
     name: str
     max_input_length: int
     max_target_length: int
-    sample: Callable[[np.random.Generator, str, int, SplitPlan], Iterator[tuple[str, str]]]
+    sample: Callable[
+        [np.random.Generator, str, int, SplitPlan, SymbolRange], Iterator[tuple[str, str]]
+    ]
+    takes_symbol_range: bool = False
+
+    def max_lengths(self, symbols: SymbolRange = SymbolRange()) -> tuple[int, int]:
+        """(longest input, longest target) in characters for the strings of `symbols`."""
+        if self.takes_symbol_range:
+            return symbols.max_length, symbols.max_length
+        return self.max_input_length, self.max_target_length
 
 
-def _symbols(rng: np.random.Generator) -> str:
-    length = int(rng.integers(MIN_SYMBOLS, MAX_SYMBOLS + 1))
-    return "".join(rng.choice(list(_LETTERS), size=length))
+def _symbols(rng: np.random.Generator, symbols: SymbolRange) -> str:
+    length = int(rng.integers(symbols.min_length, symbols.max_length + 1))
+    return "".join(rng.choice(symbols.letters, size=length))
 
 
-def _sample_copy(rng, split, num_examples, plan):
+def _sample_copy(rng, split, num_examples, plan, symbols):
     for _ in range(num_examples):
-        s = _symbols(rng)
+        s = _symbols(rng, symbols)
         yield s, s
 
 
-def _sample_reverse(rng, split, num_examples, plan):
+def _sample_reverse(rng, split, num_examples, plan, symbols):
     for _ in range(num_examples):
-        s = _symbols(rng)
+        s = _symbols(rng, symbols)
         yield s, s[::-1]
 
 
-def _sample_sort(rng, split, num_examples, plan):
+def _sample_sort(rng, split, num_examples, plan, symbols):
     for _ in range(num_examples):
-        s = _symbols(rng)
+        s = _symbols(rng, symbols)
         yield s, "".join(sorted(s))
 
 
-def _sample_addition(rng, split, num_examples, plan):
+def _sample_addition(rng, split, num_examples, plan, symbols):
     def number() -> int:
         digits = int(rng.integers(1, MAX_ADDEND_DIGITS + 1))
         return int(rng.integers(0, 10**digits))
@@ -141,7 +201,7 @@ def _sample_addition(rng, split, num_examples, plan):
         yield f"{a}+{b}", str(a + b)
 
 
-def _sample_associative_recall(rng, split, num_examples, plan):
+def _sample_associative_recall(rng, split, num_examples, plan, symbols):
     for _ in range(num_examples):
         num_pairs = int(rng.integers(MIN_PAIRS, MAX_PAIRS + 1))
         keys = rng.choice(list(_LETTERS), size=num_pairs, replace=False)
@@ -174,7 +234,7 @@ def date_pools(seed: int, num_validation: int, num_test: int) -> dict[str, np.nd
     }
 
 
-def _sample_dates(rng, split, num_examples, plan):
+def _sample_dates(rng, split, num_examples, plan, symbols):
     pool = date_pools(plan.seed, plan.num_validation, plan.num_test)[split]
     if split == "train":
         chosen = rng.choice(pool, size=num_examples)
@@ -188,9 +248,9 @@ def _sample_dates(rng, split, num_examples, plan):
 
 
 TASKS: dict[str, Task] = {
-    "copy": Task("copy", MAX_SYMBOLS, MAX_SYMBOLS, _sample_copy),
-    "reverse": Task("reverse", MAX_SYMBOLS, MAX_SYMBOLS, _sample_reverse),
-    "sort": Task("sort", MAX_SYMBOLS, MAX_SYMBOLS, _sample_sort),
+    "copy": Task("copy", MAX_SYMBOLS, MAX_SYMBOLS, _sample_copy, takes_symbol_range=True),
+    "reverse": Task("reverse", MAX_SYMBOLS, MAX_SYMBOLS, _sample_reverse, takes_symbol_range=True),
+    "sort": Task("sort", MAX_SYMBOLS, MAX_SYMBOLS, _sample_sort, takes_symbol_range=True),
     "addition": Task(
         "addition", 2 * MAX_ADDEND_DIGITS + 1, MAX_ADDEND_DIGITS + 1, _sample_addition
     ),
@@ -210,6 +270,7 @@ def examples(
     *,
     num_validation: int = 1_000,
     num_test: int = 1_000,
+    symbols: SymbolRange | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Yields the (input, target) pairs of one split, the same for the same arguments.
 
@@ -220,6 +281,8 @@ def examples(
       seed: the dataset seed; each split draws from its own stream of it.
       num_validation: size of the "dates" validation day pool (disjoint from training days).
       num_test: size of the "dates" test day pool.
+      symbols: the lengths and letters of the strings of copy, reverse and sort (None: 1-20
+        letters of a-z); the other tasks take none.
 
     Returns:
       iterator of (input, target) strings over `ALPHABET`.
@@ -230,6 +293,23 @@ def examples(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not isinstance(num_examples, int) or num_examples < 0:
         raise ValueError(f"num_examples must be an int >= 0, got {num_examples!r}")
+    symbols = check_symbol_range(task, symbols)
     rng = np.random.default_rng([seed, SPLITS.index(split)])
     plan = SplitPlan(seed, num_validation, num_test)
-    return TASKS[task].sample(rng, split, num_examples, plan)
+    return TASKS[task].sample(rng, split, num_examples, plan, symbols)
+
+
+def check_symbol_range(task: str, symbols: SymbolRange | None) -> SymbolRange:
+    """`symbols` (None: the default range), after checking that `task` takes one."""
+    if symbols is None:
+        return SymbolRange()
+    if not isinstance(symbols, SymbolRange):
+        raise TypeError(f"symbols must be a SymbolRange or None, got {type(symbols).__name__}")
+    takes = task in TASKS and TASKS[task].takes_symbol_range
+    if not takes and not symbols.is_default:
+        takers = sorted(name for name, t in TASKS.items() if t.takes_symbol_range)
+        raise ValueError(
+            f"task {task!r} has no symbol range (lengths and alphabet size): only {takers} "
+            f"take one, got {symbols}"
+        )
+    return symbols

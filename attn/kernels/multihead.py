@@ -6,10 +6,11 @@
 
 "reference" lifts the single-head kernel `attn.kernels.attention` with `jax.vmap` over query heads,
 key/value head groups and batch; "blockwise" is the memory-efficient online-softmax kernel of
-`attn.kernels.blockwise`; "xla" and "cudnn" call `jax.nn.dot_product_attention`; "splash" and
-"triton" wrap JAX's Pallas flash kernels for TPU and GPU (`attn.kernels.splash`,
-`attn.kernels.triton`; interpret mode elsewhere). All follow one masking rule: a query that may
-attend to no key gets output 0 (and gradient 0).
+`attn.kernels.blockwise`; "direct" forms the scores of a few queries whole, in the layout of a
+key/value cache (`attn.kernels.direct`, the decoding step's kernel); "xla" and "cudnn" call
+`jax.nn.dot_product_attention`; "splash" and "triton" wrap JAX's Pallas flash kernels for TPU
+and GPU (`attn.kernels.splash`, `attn.kernels.triton`; interpret mode elsewhere). All follow one
+masking rule: a query that may attend to no key gets output 0 (and gradient 0).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 from attn.kernels import masks as masks_lib
 from attn.kernels.attention import attention, mask_value
 from attn.kernels.blockwise import _blockwise
+from attn.kernels.direct import FEW_QUERIES, direct_attention
 from attn.kernels.splash import splash_attention
 from attn.kernels.triton import triton_attention
 from attn.kernels.validation import multihead_inputs
@@ -46,6 +48,7 @@ def choose_implementation(
     | platform | inputs                                                        | choice      |
     |----------|---------------------------------------------------------------|-------------|
     | any      | `return_weights=True` (only it forms the weights)             | "reference" |
+    | CPU      | T <= 16 (a decoding step or a short chunk)                    | "direct"    |
     | any      | float64, or value head dim != H (`jax.nn` takes neither)      | "blockwise" |
     | CPU      | everything else                                               | "blockwise" |
     | GPU      | 16-bit, H % 8 == 0, H <= 128, no bias, no window              | "cudnn"     |
@@ -53,20 +56,24 @@ def choose_implementation(
     | TPU      | S >= 1024, no bias, no mask                                   | "splash"    |
     | GPU, TPU | everything else (short sequences, a bias or a run-time mask)  | "xla"       |
 
-    CPU: "blockwise" measured faster than "xla" from T = S = 32 up (it stays in cache and skips
-    masked blocks; benchmarks/README.md). GPU: cuDNN's fused flash kernel where it applies; the
-    Pallas Triton kernel for the long 16-bit sequences it does not take (H > 128 or not a
-    multiple of 8), where "xla" would materialise the [B, N, T, S] scores. TPU: "xla"
-    materialises the scores too, so splash from S = 1024 up, where that matrix stops fitting
-    on-chip memory per head (MaxText's default TPU attention is splash). The TPU rows and the
-    1024 crossover rest on the interpret-mode tests of tests/kernels/splash_test.py and published
-    figures, not on a TPU measurement here (no TPU was at hand); benchmarks/accelerator.py
-    measures the GPU rows on the device.
+    CPU: "direct" for a few queries, where the blockwise kernel's transposed and padded copies of
+    the whole key/value cache cost more than the scores (a cached decoding step ran about 3x faster;
+    benchmarks/README.md, "Cached decoding"); "blockwise" measured faster than "xla" from T = S = 32
+    up (it stays in cache and skips masked blocks; benchmarks/README.md). GPU: cuDNN's fused flash
+    kernel where it applies; the Pallas Triton kernel for the long 16-bit sequences it does not take
+    (H > 128 or not a multiple of 8), where "xla" would materialise the [B, N, T, S] scores. TPU:
+    "xla" materialises the scores too, so splash from S = 1024 up, where that matrix stops fitting
+    on-chip memory per head (MaxText's default TPU attention is splash). The TPU rows and the 1024
+    crossover rest on the interpret-mode tests of tests/kernels/splash_test.py and published
+    figures, not on a TPU measurement here (no TPU was at hand); benchmarks/accelerator.py measures
+    the GPU rows on the device.
     """
     if return_weights:
         return "reference"
     platform = platform or jax.default_backend()
     head_dim, value_dim = query.shape[-1], value.shape[-1]
+    if platform == "cpu" and query.shape[1] <= FEW_QUERIES:
+        return "direct"
     if platform == "cpu" or query.dtype == jnp.float64 or head_dim != value_dim:
         return "blockwise"
     sixteen_bit = query.dtype in (jnp.float16, jnp.bfloat16)
@@ -123,8 +130,8 @@ def dot_product_attention(
       key_value_seq_lengths: int[B]; keys at or beyond the length are masked.
       local_window_size: w or (left, right): query i sees keys i - left .. i + right.
       implementation: None (choose by the table of `choose_implementation`), "reference",
-        "blockwise", "xla", "cudnn", "splash" (`attn.kernels.splash`) or "triton"
-        (`attn.kernels.triton`).
+        "blockwise", "direct" (`attn.kernels.direct`), "xla", "cudnn", "splash"
+        (`attn.kernels.splash`) or "triton" (`attn.kernels.triton`).
       return_weights: also return the attention weights (implies "reference").
 
     Returns:
@@ -178,6 +185,8 @@ def _batched(inputs, scale, is_causal, local_window_size, implementation, return
     )
     if implementation == "blockwise":
         return _blockwise(query, key, value, bias, mask, scale=scale, **structure)
+    if implementation == "direct":
+        return direct_attention(query, key, value, bias, mask, scale=scale, **structure)
     if implementation == "splash":
         return splash_attention(query, key, value, bias, mask, scale=scale, **structure)
     if implementation == "triton":

@@ -19,7 +19,7 @@ from jax.experimental import checkify
 from attn.kernels import scores as scores_lib
 from attn.typing import Array, ArrayLike, DType
 
-IMPLEMENTATIONS = (None, "reference", "blockwise", "xla", "cudnn", "splash", "triton")
+IMPLEMENTATIONS = (None, "reference", "blockwise", "direct", "xla", "cudnn", "splash", "triton")
 _SAME_WIDTH_SCORES = ("dot", "scaled_dot", "cosine")
 
 

@@ -2,8 +2,9 @@
 
     h_0 = E[ids] + P[positions],   h_l = Block_l(h_{l-1}) (pre-LN, causal),   logits = LN(h_L) Eᵀ
 
-Token embeddings E are tied to the output projection by default (GPT-2). Positions are a learned
-table (GPT-2) or rotary embeddings inside attention (RoPE, Su et al. 2021). Cached decoding:
+Token embeddings E are tied to the output projection by default (GPT-2). Positions (`position`)
+are a learned table (GPT-2), sinusoids, rotary embeddings inside attention (RoPE, Su et al. 2021),
+ALiBi or T5 logit biases, or none (see `attn.models.position_kinds`). Cached decoding:
 `init_cache(batch, max_length)`, then `model(ids, decode=True)` for a prompt of any length and
 for each new token; `stepper()` packages that for `attn.decoding`.
 """
@@ -19,9 +20,14 @@ from flax import nnx
 from attn.kernels.masks import key_mask
 from attn.kernels.validation import check_positive, check_token_ids
 from attn.layers.blocks import TransformerBlock
-from attn.layers.position import LearnedPositions
 from attn.models.inputs import check_fits
 from attn.models.lm_stepper import TransformerLMStepper
+from attn.models.position_kinds import (
+    absolute_positions,
+    check_position,
+    position_bias,
+    relative_bias_module,
+)
 from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
 from attn.typing import Array
 
@@ -41,7 +47,7 @@ class TransformerLMConfig(NamedVariants):
     max_length: int = 256
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
-    position: str = "learned"  # "learned" or "rotary"
+    position: str = "learned"  # one of attn.models.position_kinds.POSITION_KINDS
     rotary_base: float = 10000.0
     activation: str = "gelu_tanh"
     layer_norm_eps: float = 1e-5
@@ -65,18 +71,17 @@ class TransformerLMConfig(NamedVariants):
         for name in ("vocab_size", "num_layers", "max_length"):
             check_positive(owner, name, getattr(self, name))
         check_transformer_fields(owner, self)
-        if self.position not in ("learned", "rotary"):
-            raise ValueError(
-                f"{owner}: position must be 'learned' or 'rotary', got {self.position!r}"
-            )
+        check_position(owner, self.position, self.model_dim, self.num_heads)
 
 
 class TransformerLM(nnx.Module):
     """GPT-style language model: `TransformerLM(ids[B, T], attention_mask=None) -> logits[B, T, V]`.
 
-    Submodules: `token_embedding` (`nnx.Embed`), `position_embedding` (`LearnedPositions`, absent
-    for rotary positions), `blocks` (list of pre-LN `TransformerBlock`s), `final_norm`, and
-    `lm_head` (`nnx.Linear` without bias, absent when the embeddings are tied).
+    Submodules: `token_embedding` (`nnx.Embed`), `position_embedding` (`LearnedPositions` or
+    `SinusoidalPositions`, absent for the other position kinds), `relative_bias`
+    (`RelativePositionBias`, causal buckets, for position="t5" only), `blocks` (list of pre-LN
+    `TransformerBlock`s), `final_norm`, and `lm_head` (`nnx.Linear` without bias, absent when the
+    embeddings are tied).
     """
 
     def __init__(self, config: TransformerLMConfig, *, rngs: nnx.Rngs):
@@ -88,15 +93,19 @@ class TransformerLM(nnx.Module):
             config.vocab_size, config.model_dim, embedding_init=init, **common
         )
         self.position_embedding = nnx.data(
-            LearnedPositions(
+            absolute_positions(
+                config.position,
                 config.max_length,
                 config.model_dim,
                 rngs=rngs,
                 param_dtype=param_dtype,
                 dtype=dtype or jnp.float32,
             )
-            if config.position == "learned"
-            else None
+        )
+        self.relative_bias = nnx.data(
+            relative_bias_module(
+                config.position, config.num_heads, causal=True, rngs=rngs, param_dtype=param_dtype
+            )
         )
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         rotary_base = config.rotary_base if config.position == "rotary" else None
@@ -118,7 +127,7 @@ class TransformerLM(nnx.Module):
     def init_cache(self, batch: int, max_length: int | None = None) -> None:
         """Allocate the key/value caches of every block for decoding up to `max_length` tokens."""
         max_length = max_length or self.config.max_length
-        if self.position_embedding is not None:
+        if self.config.position == "learned":
             check_fits(
                 "TransformerLM.init_cache", "cache length", max_length, self.config.max_length
             )
@@ -163,16 +172,30 @@ class TransformerLM(nnx.Module):
         offset = self.blocks[0].self_attention.cache_index[...] if decode else 0
         h = self.token_embedding(ids)
         if self.position_embedding is not None:
-            if not decode:
+            if not decode and self.config.position == "learned":
                 check_fits("TransformerLM", "sequence length T", T, self.config.max_length)
-            h = h + self.position_embedding(T, offset=offset)
+            h = h + self.position_embedding(T, offset=offset).astype(h.dtype)
         h = self.dropout(h, deterministic=deterministic)
         S = self.blocks[0].self_attention.cached_key.shape[1] if decode else T
         letter = "cache length" if decode else "T"
         mask = key_mask("TransformerLM", attention_mask, (ids.shape[0], S), letter=letter)
+        bias = position_bias(
+            self.config.position,
+            self.relative_bias,
+            self.config.num_heads,
+            T,
+            S,
+            offset=offset,
+            causal=True,
+        )
         for block in self.blocks:
             h = block(
-                h, mask=mask, is_causal=not decode, decode=decode, deterministic=deterministic
+                h,
+                mask=mask,
+                bias=bias,
+                is_causal=not decode,
+                decode=decode,
+                deterministic=deterministic,
             )
         h = self.final_norm(h)
         if self.lm_head is not None:

@@ -9,7 +9,9 @@ blocks: causal self-attention, cross-attention to the encoder output m, and an M
 sits in a residual connection with a LayerNorm after it (post-LN, the paper) or before it
 (pre-LN, Xiong et al. 2020); the optional final LayerNorms [LN] after each stack are what
 `torch.nn.Transformer` always adds and what pre-LN needs. PE is the sinusoidal encoding of the
-paper or a learned table. In the paper's models one embedding matrix serves the source, the
+paper or a learned table; `position` also offers none, rotary, ALiBi and T5 relative biases in
+the self-attention of both stacks (cross-attention has no positions; see
+`attn.models.position_kinds`). In the paper's models one embedding matrix serves the source, the
 target and the output projection (a shared BPE vocabulary), and the embeddings are multiplied
 by √D.
 
@@ -21,10 +23,8 @@ new token; `stepper()` packages that for `attn.decoding`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -34,127 +34,20 @@ from attn.kernels.masks import key_mask
 from attn.kernels.validation import (
     check_float,
     check_int,
-    check_positive,
     check_rank,
     check_token_ids,
 )
 from attn.layers.blocks import TransformerBlock
-from attn.layers.position import LearnedPositions, SinusoidalPositions
 from attn.models.inputs import check_fits
+from attn.models.position_kinds import (
+    absolute_positions,
+    position_bias,
+    relative_bias_module,
+)
+from attn.models.transformer_config import TransformerConfig
 from attn.models.transformer_stepper import TransformerStepper
-from attn.models.variants import NamedVariants, check_transformer_fields, dtype_of
+from attn.models.variants import dtype_of
 from attn.typing import Array, ArrayLike
-
-# The paper's WMT 2014 English-German models: a shared source-target BPE vocabulary of about
-# 37000 tokens, shared and tied embeddings, sinusoidal positions, post-LN, ReLU.
-_PAPER = dict(vocab_size=37000, max_length=512)
-
-
-def _variant(layers: int, num_heads: int, model_dim: int, mlp_dim: int, **fields) -> dict:
-    """The fields of a named variant with `layers` blocks in each stack."""
-    stacks = dict(num_encoder_layers=layers, num_decoder_layers=layers)
-    return dict(stacks, num_heads=num_heads, model_dim=model_dim, mlp_dim=mlp_dim, **fields)
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformerConfig(NamedVariants):
-    """Configuration of `Transformer`; `TransformerConfig.named("base")` for the paper's base model.
-
-    Vocabularies: `vocab_size` is the source vocabulary, and the target one too unless
-    `target_vocab_size` is given. `share_embeddings` uses one table for source and target (the
-    vocabularies must then be equal); `tie_output` computes the logits with the target embedding
-    table instead of a separate output matrix.
-
-    Fields:
-      vocab_size: source vocabulary size (and target, unless `target_vocab_size`).
-      target_vocab_size: target vocabulary size V, when it differs from the source one.
-      num_encoder_layers, num_decoder_layers: blocks in each stack.
-      num_heads: N query heads; num_kv_heads: K key/value heads (K divides N; default N).
-      model_dim: D; mlp_dim: F.
-      max_length: rows of a learned position table, and the default cache length.
-      dropout_rate: on the embeddings and on every sublayer output (residual dropout).
-      attention_dropout_rate: on the attention weights.
-      activation: MLP activation, a name in `attn.layers.feedforward.ACTIVATIONS`.
-      norm_first: pre-LN when True; post-LN (the paper) when False.
-      final_norm: a LayerNorm after the last encoder and the last decoder block; default (None):
-        True for pre-LN, False for post-LN. Pre-LN needs it.
-      layer_norm_eps: epsilon of every LayerNorm (1e-5 as in torch).
-      position: "sinusoidal" (the paper) or "learned" (separate tables for encoder and decoder).
-      share_embeddings: one token embedding table for source and target.
-      tie_output: logits = h E_tgtᵀ; otherwise a separate output matrix [D, V] (no bias).
-      scale_embeddings: multiply the token embeddings by √D (the paper).
-      use_bias: biases in the attention projections and MLPs.
-      implementation: attention implementation (see `attn.kernels.dot_product_attention`).
-      dtype: compute dtype name (None: that of the parameters); param_dtype: parameter dtype name.
-    """
-
-    vocab_size: int = 256
-    target_vocab_size: int | None = None
-    num_encoder_layers: int = 2
-    num_decoder_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int | None = None
-    model_dim: int = 128
-    mlp_dim: int = 512
-    max_length: int = 256
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    activation: str = "relu"
-    norm_first: bool = False
-    final_norm: bool | None = None
-    layer_norm_eps: float = 1e-5
-    position: str = "sinusoidal"
-    share_embeddings: bool = True
-    tie_output: bool = True
-    scale_embeddings: bool = True
-    use_bias: bool = True
-    implementation: str | None = None
-    dtype: str | None = None
-    param_dtype: str = "float32"
-
-    VARIANTS: ClassVar[dict[str, dict]] = {
-        "tiny": _variant(2, 4, 64, 128, max_length=128),
-        "small": _variant(3, 4, 256, 1024, max_length=256, dropout_rate=0.1),
-        "base": _variant(6, 8, 512, 2048, dropout_rate=0.1, **_PAPER),
-        "big": _variant(6, 16, 1024, 4096, dropout_rate=0.3, **_PAPER),
-    }
-
-    def __post_init__(self):
-        owner = "TransformerConfig"
-        for name in ("vocab_size", "num_encoder_layers", "num_decoder_layers", "max_length"):
-            check_positive(owner, name, getattr(self, name))
-        if self.target_vocab_size is not None:
-            check_positive(owner, "target_vocab_size", self.target_vocab_size)
-        check_transformer_fields(owner, self)
-        if self.position not in ("sinusoidal", "learned"):
-            raise ValueError(
-                f"{owner}: position must be 'sinusoidal' or 'learned', got {self.position!r}"
-            )
-        if self.position == "sinusoidal" and self.model_dim % 2:
-            raise ValueError(
-                f"{owner}: sinusoidal positions need an even model_dim, got {self.model_dim}"
-            )
-        if self.norm_first and self.final_norm is False:
-            raise ValueError(
-                f"{owner}: pre-LN (norm_first=True) needs final_norm=True: without it the output "
-                "of each stack is an unnormalised residual stream"
-            )
-        if self.share_embeddings and self.output_vocab_size != self.vocab_size:
-            raise ValueError(
-                f"{owner}: share_embeddings=True needs one vocabulary, but vocab_size="
-                f"{self.vocab_size} and target_vocab_size={self.target_vocab_size}; pass "
-                "share_embeddings=False for separate source and target vocabularies"
-            )
-
-    @property
-    def output_vocab_size(self) -> int:
-        """V, the target vocabulary: the last axis of the logits."""
-        return self.vocab_size if self.target_vocab_size is None else self.target_vocab_size
-
-    @property
-    def has_final_norm(self) -> bool:
-        """Whether each stack ends with a LayerNorm (`final_norm`, default: `norm_first`)."""
-        return self.norm_first if self.final_norm is None else self.final_norm
 
 
 class Transformer(nnx.Module):
@@ -163,7 +56,9 @@ class Transformer(nnx.Module):
 
     Submodules: `source_embedding` (`nnx.Embed`), `target_embedding` (absent when the embeddings
     are shared: `source_embedding` serves both), `encoder_positions`, `decoder_positions`
-    (`SinusoidalPositions` or `LearnedPositions`), `encoder_blocks` and `decoder_blocks` (lists of
+    (`SinusoidalPositions` or `LearnedPositions`, absent for the other position kinds),
+    `encoder_relative_bias`, `decoder_relative_bias` (`RelativePositionBias`, position="t5"
+    only), `encoder_blocks` and `decoder_blocks` (lists of
     `TransformerBlock`, the decoder's with cross-attention), `encoder_norm` and `decoder_norm`
     (final LayerNorms, absent without `final_norm`), `output_proj` (`nnx.Linear` [D, V] without
     bias, absent when the output is tied to the target embedding).
@@ -186,20 +81,25 @@ class Transformer(nnx.Module):
             else nnx.Embed(config.output_vocab_size, D, embedding_init=init, **common)
         )
 
-        def positions():
-            if config.position == "sinusoidal":
-                return SinusoidalPositions(None, D, dtype=dtype or jnp.float32)
-            return LearnedPositions(
-                config.max_length, D, rngs=rngs, param_dtype=param_dtype, dtype=dtype or jnp.float32
-            )
-
-        self.encoder_positions = positions()
-        self.decoder_positions = positions()
+        kind, tables = config.position, dict(rngs=rngs, param_dtype=param_dtype)
+        absolute = functools.partial(
+            absolute_positions, kind, config.max_length, D, dtype=dtype or jnp.float32, **tables
+        )
+        relative = functools.partial(relative_bias_module, kind, config.num_heads, **tables)
+        self.encoder_positions = nnx.data(absolute())
+        self.decoder_positions = nnx.data(absolute())
+        self.encoder_relative_bias = nnx.data(relative(causal=False))
+        self.decoder_relative_bias = nnx.data(relative(causal=True))
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        rotary_base = config.rotary_base if config.position == "rotary" else None
 
         def block(cross_attention: bool) -> TransformerBlock:
             return TransformerBlock.from_config(
-                config, norm_first=config.norm_first, cross_attention=cross_attention, rngs=rngs
+                config,
+                norm_first=config.norm_first,
+                cross_attention=cross_attention,
+                rotary_base=rotary_base,
+                rngs=rngs,
             )
 
         norm = functools.partial(nnx.LayerNorm, D, epsilon=config.layer_norm_eps, **common)
@@ -237,7 +137,8 @@ class Transformer(nnx.Module):
         h = table(ids)  # [B, T] -> [B, T, D]
         if self.config.scale_embeddings:
             h = h * jnp.asarray(math.sqrt(self.config.model_dim), h.dtype)
-        h = h + positions(ids.shape[1], offset=offset).astype(h.dtype)
+        if positions is not None:
+            h = h + positions(ids.shape[1], offset=offset).astype(h.dtype)
         return self.dropout(h, deterministic=deterministic)
 
     # ------------------------------------------------------------------ encoder
@@ -280,8 +181,10 @@ class Transformer(nnx.Module):
         """
         x = self._check_hidden("Transformer.encode_embeddings", "x", x, "S")
         mask = key_mask("Transformer", src_mask, x.shape[:2], name="src_mask", letter="S")
+        S = x.shape[1]
+        bias = self._position_bias(self.encoder_relative_bias, S, S, 0, causal=False)
         for block in self.encoder_blocks:
-            x = block(x, mask=mask, deterministic=deterministic)
+            x = block(x, mask=mask, bias=bias, deterministic=deterministic)
         return x if self.encoder_norm is None else self.encoder_norm(x)
 
     # ------------------------------------------------------------------ decoder
@@ -350,12 +253,15 @@ class Transformer(nnx.Module):
         y = self._check_hidden(fn, "y", y, "T")
         B, T = y.shape[:2]
         if decode:
-            cache_length, S, _ = self._check_cache(fn, B, T)
+            cache_length, S, index = self._check_cache(fn, B, T)
             if encoded is not None:
                 self._check_encoded(fn, encoded, B, S)
             encoded = None  # the cross-attention keys and values come from the cache
             self_mask = key_mask(
                 "Transformer", tgt_mask, (B, cache_length), name="tgt_mask", letter="cache length"
+            )
+            bias = self._position_bias(
+                self.decoder_relative_bias, T, cache_length, index, causal=True
             )
         else:
             if encoded is None:
@@ -366,6 +272,7 @@ class Transformer(nnx.Module):
             encoded = self._check_encoded(fn, encoded, B)
             S = encoded.shape[1]
             self_mask = key_mask("Transformer", tgt_mask, (B, T), name="tgt_mask", letter="T")
+            bias = self._position_bias(self.decoder_relative_bias, T, T, 0, causal=True)
         context_mask = key_mask("Transformer", src_mask, (B, S), name="src_mask", letter="S")
         if context_mask is None and decode and self.cached_src_mask is not None:
             context_mask = self.cached_src_mask[...]
@@ -374,12 +281,18 @@ class Transformer(nnx.Module):
                 y,
                 encoded,
                 mask=self_mask,
+                bias=bias,
                 is_causal=not decode,  # a self-attention cache applies its own causal offset
                 context_mask=context_mask,
                 decode=decode,
                 deterministic=deterministic,
             )
         return y if self.decoder_norm is None else self.decoder_norm(y)
+
+    def _position_bias(self, relative, T: int, S: int, offset, *, causal: bool) -> Array | None:
+        """The self-attention logit bias [1, N, T, S] of ALiBi or T5 (None for other kinds)."""
+        kind, N = self.config.position, self.config.num_heads
+        return position_bias(kind, relative, N, T, S, offset=offset, causal=causal)
 
     def logits(self, hidden: ArrayLike) -> Array:
         """hidden [B, T, D] -> logits [B, T, V]: h E_tgtᵀ when tied, h W_out otherwise."""

@@ -18,6 +18,7 @@ import jax
 import ml_collections
 
 from attn import data as attn_data
+from attn.data.generated import check_symbol_range
 from attn.training.tasks import FAMILIES, ClassificationTask, Seq2SeqTask, task_class
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -42,6 +43,9 @@ OVERRIDABLE = {
     "cell": str,
     "attention": str,
     "score": str,
+    "estimator": str,
+    "teacher_forcing_ratio": float,
+    "scheduled_sampling_k": float,
 }
 
 
@@ -70,6 +74,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.dataset.tokenizer = ""
     # The SentencePiece vocabulary size (0: the default).
     config.dataset.vocab_size = 0
+    # copy, reverse, sort: the string lengths [min_length, max_length] and the number of letters
+    # (0: the task's 1-20 letters of a-z); see `attn.data.SymbolRange`.
+    config.dataset.symbols = ml_collections.ConfigDict(
+        dict(min_length=0, max_length=0, alphabet_size=0)
+    )
 
     config.model = ml_collections.ConfigDict()
     # "Transformer", "Seq2SeqRNN", "TransformerLM", "Bert" or "ViT".
@@ -106,6 +115,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.loss.label_smoothing = 0.0
     # α of the z-loss α · log² Z, >= 0.
     config.loss.z_loss = 0.0
+    # β of the moving-average REINFORCE baseline b' = β b + (1 − β) mean(R), in [0, 1): hard
+    # attention trained with estimator="reinforce" (Seq2SeqRNN).
+    config.loss.reinforce_baseline_decay = 0.9
 
     # "float32" or "bfloat16" (parameters stay float32).
     config.compute_dtype = "float32"
@@ -151,6 +163,7 @@ def check_config(config: Mapping[str, Any]) -> None:
             f"config.dataset.name must be one of {attn_data.list_datasets()}, got "
             f"{config.dataset.name!r}"
         )
+    symbol_range(config)
     positive = {
         "batch_size": config.batch_size,
         "num_train_steps": config.num_train_steps,
@@ -181,6 +194,9 @@ def check_config(config: Mapping[str, Any]) -> None:
         )
     if not config.loss.z_loss >= 0:
         raise ValueError(f"config.loss.z_loss must be >= 0, got {config.loss.z_loss}")
+    decay = config.loss.reinforce_baseline_decay
+    if not 0 <= decay < 1:
+        raise ValueError(f"config.loss.reinforce_baseline_decay must be in [0, 1), got {decay}")
     if not isinstance(config.seed, int) or not 0 <= config.seed < 2**31:
         raise ValueError(f"config.seed must be an int in [0, 2**31), got {config.seed!r}")
 
@@ -241,12 +257,28 @@ def check_dataset(config: Mapping[str, Any], info: attn_data.DatasetInfo) -> Non
         )
 
 
+def symbol_range(config: Mapping[str, Any]) -> attn_data.SymbolRange | None:
+    """The `attn.data.SymbolRange` of `config.dataset.symbols` (None when every field is 0);
+    a field left at 0 keeps the default's value."""
+    chosen = config.dataset.get("symbols") or {}
+    fields = {name: value for name, value in chosen.items() if value}
+    if not fields:
+        return None
+    try:
+        symbols = attn_data.SymbolRange(**fields)
+        check_symbol_range(config.dataset.name, symbols)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config.dataset.symbols: {error}") from None
+    return symbols
+
+
 def dataset_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `attn.data.load` shared by the training and evaluation splits."""
     max_length = config.dataset.max_length or None
     return dict(
         data_dir=config.dataset.data_dir or None,
         config=config.dataset.config,
+        symbols=symbol_range(config),
         max_length=tuple(max_length)
         if isinstance(max_length, list | tuple)
         else max_length or None,

@@ -3,6 +3,12 @@
     loss = Σ w ℓ / Σ w over the split,  perplexity = exp(loss),
     exact match = the fraction of decoded outputs equal to their targets up to EOS (seq2seq)
 
+Every process runs the same number of batches (the loader pads the last one with rows marked
+invalid), each feeding its own rows of the global batch: the metric sums of the jitted step are
+over the global batch already, and the host-side metrics (exact match, BLEU) and the maps read
+the global batch and outputs gathered from every process, so N processes report the numbers of
+one.
+
 Seq2seq runs also plot the cross-attention of the decoded outputs over the source (Bahdanau et
 al. 2015, Fig. 3); the other tasks plot the last layer's self-attention, averaged over heads.
 """
@@ -13,6 +19,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from attn import data as attn_data
 from attn import viz
@@ -21,6 +28,14 @@ from attn.training.metrics import MetricSums, bleu, exact_match, perplexity, tru
 from attn.training.steps import make_attention_maps, make_eval_step
 from attn.training.tasks import Seq2SeqTask
 from attn.training.writers import MetricWriter
+
+
+def _gathered(tree):
+    """Host numpy copies of the global arrays of `tree`, on every process (a collective: all
+    processes must call it)."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
 def _tokens(tokenizer: attn_data.Tokenizer | None, ids: np.ndarray) -> list[str]:
@@ -74,6 +89,7 @@ class Evaluator:
             sums.add_all(jax.device_get(metrics))
             if isinstance(task, Seq2SeqTask) and config.decode:
                 model = model or self.state.merge()[0]
+                batch = _gathered(placed)  # the global batch
                 targets = batch["targets"]
                 plot = index == 0 and config.num_attention_maps > 0
                 tokens, weights = task.predict(
@@ -83,8 +99,8 @@ class Evaluator:
                     beam_size=config.beam_size,
                     return_weights=plot,
                 )
-                tokens = np.asarray(tokens)
-                valid = np.asarray(batch["valid"])
+                tokens, weights = _gathered((tokens, weights))
+                valid = batch["valid"]
                 matches, _ = exact_match(
                     tokens[valid], targets[valid], eos_id=attn_data.EOS_ID, pad_id=0
                 )
@@ -93,9 +109,9 @@ class Evaluator:
                     hypotheses += self.tokenizer.decode_batch(tokens[valid])
                     references += self.tokenizer.decode_batch(targets[valid])
                 if plot:
-                    pngs = self._plot_alignments(step, batch, tokens, np.asarray(weights))
+                    pngs = self._plot_alignments(step, batch, tokens, weights)
             elif index == 0 and config.num_attention_maps:
-                pngs = self._plot_self_attention(step, batch)
+                pngs = self._plot_self_attention(step, _gathered(placed))
         results = sums.means()
         if "loss" in results:
             results["perplexity"] = perplexity(results["loss"])
@@ -133,12 +149,13 @@ class Evaluator:
         return paths
 
     def _plot_self_attention(self, step, batch) -> list[str]:
-        """Last-layer self-attention, averaged over heads, of the first examples."""
-        if jax.process_index() != 0:
-            return []
+        """Last-layer self-attention, averaged over heads, of the first examples of the global
+        `batch` (computed on every process, as the parameters live on all; plotted by one)."""
         count = min(self.config.eval.num_attention_maps, len(batch["valid"]))
         first = {key: value[:count] for key, value in batch.items()}
         maps = np.asarray(self.attention_maps(self.state.arrays, first))
+        if jax.process_index() != 0:
+            return []
         paths = []
         for number in range(count):
             labels = None

@@ -32,10 +32,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from attn import data as attn_data
 from attn.training import sharding
@@ -118,6 +120,13 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
     check_batch_divides("batch_size", config.batch_size, mesh)
     check_batch_divides("eval.batch_size", config.eval.batch_size, mesh)
     init_key, train_key, data_key = jax.random.split(jax.random.key(config.seed), 3)
+    # Replicated over the mesh, a global array that every process's checkpoint can write.
+    train_key = jax.random.wrap_key_data(
+        jax.make_array_from_process_local_data(
+            NamedSharding(mesh, PartitionSpec()), np.asarray(jax.random.key_data(train_key))
+        ),
+        impl=jax.random.key_impl(train_key),
+    )
     train_data, eval_data = _load_data(config, run_dir, data_key)
     info = train_data.info
     tokenizer = info.tokenizer
@@ -133,7 +142,11 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
     )
     task = task_class(config.task)(
         config.model.family,
-        LossOptions(config.loss.label_smoothing, config.loss.z_loss),
+        LossOptions(
+            config.loss.label_smoothing,
+            config.loss.z_loss,
+            config.loss.reinforce_baseline_decay,
+        ),
         vocab_size=info.vocab_size or 0,
     )
     state = create_train_state(
@@ -259,8 +272,14 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
             eval_results = evaluator(step, writer)
     finally:
         bar.close()
-        checkpointer.close()
-        writer.close()
+        # After an error, closing must not replace it with its own (a full disk fails them all).
+        failing = sys.exc_info()[1] is not None
+        for close in (checkpointer.close, writer.close):
+            try:
+                close()
+            except OSError:
+                if not failing:
+                    raise
     if primary and finished:
         _print_summary(workdir, step, eval_results)
     return RunResult(step, finished, eval_results, train_results, workdir)
@@ -269,7 +288,9 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Workdir) -> RunResul
 def _load_data(config: Mapping[str, Any], run_dir: Workdir, data_key: Any) -> tuple:
     """(training split, evaluation split) of `attn.data.load`, checked against the task; the
     tokenizer of the run being resumed, or a new one fitted to the training split."""
-    data_seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1)) + jax.process_index()
+    # One seed on every process: the same global batches, of which each process reads its rows.
+    data_seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1))
+    shards = grain.sharding.ShardByJaxProcess()
     tokenizer_path = run_dir.tokenizer_to_reuse()
     tokenizer = (
         attn_data.load_tokenizer(tokenizer_path)
@@ -280,8 +301,9 @@ def _load_data(config: Mapping[str, Any], run_dir: Workdir, data_key: Any) -> tu
     train_data = attn_data.load(
         config.dataset.name,
         split=config.dataset.train_split,
-        batch_size=config.batch_size // jax.process_count(),
+        batch_size=config.batch_size,
         seed=data_seed,
+        shard_options=shards,
         tokenizer=tokenizer,
         vocab_size=config.dataset.vocab_size or None,
         **options,
@@ -290,7 +312,8 @@ def _load_data(config: Mapping[str, Any], run_dir: Workdir, data_key: Any) -> tu
     eval_data = attn_data.load(
         config.dataset.name,
         split=config.dataset.eval_split,
-        batch_size=config.eval.batch_size // jax.process_count(),
+        batch_size=config.eval.batch_size,
+        shard_options=shards,
         shuffle=False,
         num_epochs=1,
         drop_remainder=False,

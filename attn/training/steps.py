@@ -3,10 +3,11 @@
     g_s = ∇_θ L(θ_s; batch_s, key_s),   θ_{s+1}, m_{s+1} = optimizer(θ_s, m_s, g_s),
     key_s = fold_in(key, s)
 
-The training state is `nnx.split((model, optimizer), nnx.RngState, ...)`: a static graph, the RNG
-streams (reseeded every step from key_s, so they carry nothing between steps) and the arrays
-(parameters, optimizer state and step counters) that the train step donates and returns updated,
-so the old buffers are reused in place. Per-step randomness (dropout, the "sampling" stream of
+The training state is `nnx.split((model, optimizer[, task state]), nnx.RngState, ...)`: a static
+graph, the RNG streams (reseeded every step from key_s, so they carry nothing between steps) and
+the arrays (parameters, optimizer state, step counters and the task's own training state, such as
+the REINFORCE baseline of hard attention) that the train step donates and returns updated, so the
+old buffers are reused in place. Per-step randomness (dropout, the "sampling" stream of
 scheduled sampling, masked-LM masks) comes only
 from `fold_in(key, step)`: a run resumed at step s draws exactly what the uninterrupted run drew.
 Compute in bfloat16 is a model config choice (`dtype="bfloat16"`, float32 parameters); the loss
@@ -42,17 +43,18 @@ class TrainState:
     """The split training state.
 
     Fields:
-      graphdef: the static structure of (model, optimizer).
+      graphdef: the static structure of (model, optimizer[, task state]).
       rng_state: the models' RNG streams (reseeded every step; not checkpointed).
-      arrays: parameters, optimizer state and counters: what checkpoints hold.
+      arrays: parameters, optimizer state, counters and the task state (`Task.train_state`,
+        e.g. a `ReinforceBaseline`): what checkpoints hold.
     """
 
     graphdef: Any
     rng_state: Any
     arrays: Any
 
-    def merge(self) -> tuple[nnx.Module, nnx.Optimizer]:
-        """The (model, optimizer) pair as modules."""
+    def merge(self) -> tuple[nnx.Module, ...]:
+        """(model, optimizer), or (model, optimizer, task state) for tasks that have one."""
         return nnx.merge(self.graphdef, self.rng_state, self.arrays)
 
 
@@ -83,7 +85,9 @@ def create_train_state(
         params_key, dropout_key, sampling_key = jax.random.split(key, 3)
         rngs = nnx.Rngs(params=params_key, dropout=dropout_key, sampling=sampling_key)
         model = task.build_model(model_config, rngs)
-        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+        nodes = (model, nnx.Optimizer(model, tx, wrt=nnx.Param))
+        task_state = task.train_state(model_config)
+        return nodes if task_state is None else (*nodes, task_state)
 
     def init(key):
         _, rng_state, arrays = nnx.split(build(key), nnx.RngState, ...)
@@ -124,20 +128,23 @@ def make_train_step(
     graphdef, rng_state = state.graphdef, state.rng_state
 
     def step_fn(arrays, rng_state, batch, key, step):
-        model, optimizer = nnx.merge(graphdef, rng_state, arrays)
+        model, optimizer, *task_state = nnx.merge(graphdef, rng_state, arrays)
         dropout_key, sampling_key, task_key = jax.random.split(jax.random.fold_in(key, step), 3)
         nnx.reseed(model, dropout=dropout_key, sampling=sampling_key)
+        baseline = task_state[0].value[...] if task_state else None
 
         def loss_fn(model):
-            return task.train_loss(model, batch, task_key)
+            return task.train_loss(model, batch, task_key, step=step, baseline=baseline)
 
         (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         optimizer.update(model, grads)
+        if task_state:  # the REINFORCE baseline after this batch
+            task_state[0].value[...] = metrics["reinforce_baseline"][0]
         one = jnp.ones((), jnp.float32)
         metrics["grad_norm"] = (optax.tree.norm(grads), one)
         finite = [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(nnx.state(model, nnx.Param))]
         metrics["finite_parameters"] = (jnp.all(jnp.stack(finite)).astype(jnp.float32), one)
-        _, _, new_arrays = nnx.split((model, optimizer), nnx.RngState, ...)
+        _, _, new_arrays = nnx.split((model, optimizer, *task_state), nnx.RngState, ...)
         return new_arrays, metrics
 
     shardings = {}
@@ -160,7 +167,7 @@ def make_eval_step(task: Task, state: TrainState) -> Callable[[Any, dict, Array]
 
     @jax.jit
     def step_fn(arrays, rng_state, batch, key):
-        model, _ = nnx.merge(graphdef, rng_state, arrays)
+        model, *_ = nnx.merge(graphdef, rng_state, arrays)
         return task.eval_metrics(model, batch, key)
 
     def eval_step(arrays, batch, key):
@@ -175,7 +182,7 @@ def make_attention_maps(task: Task, state: TrainState) -> Callable[[Any, dict], 
     graphdef, rng_state = state.graphdef, state.rng_state
 
     def maps_fn(arrays, rng_state, batch):
-        model, _ = nnx.merge(graphdef, rng_state, arrays)
+        model, *_ = nnx.merge(graphdef, rng_state, arrays)
         return task.attention_maps(model, batch)
 
     compiled = {}

@@ -13,6 +13,12 @@ it reads (`data_kinds`); `TASKS` maps the name of `config.task` to its class. Ba
 dicts of `attn.data.load`. A task builds its model from a family name and a config, computes the
 training loss with its metric sums, the evaluation metric sums and one attention map per example
 for the heatmaps; `Seq2SeqTask` also decodes (for exact match and BLEU).
+
+Training a `Seq2SeqRNN` passes it the step (scheduled sampling reads it), and hard attention with
+`estimator="reinforce"` adds the REINFORCE surrogate of `attn.kernels.hard_training.
+reinforce_loss` (Williams 1992; Xu et al. 2015) to the cross-entropy, with the reward
+R_b = −(mean token cross-entropy of example b) and the moving-average baseline b kept in a
+`ReinforceBaseline` that the train state and its checkpoints hold.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from attn import decoding
 from attn.data import BOS_ID, EOS_ID, PAD_ID, mask_tokens, shift_right
+from attn.kernels.hard_training import reinforce_loss
 from attn.layers.intermediates import collect_intermediates
 from attn.models import (
     Bert,
@@ -64,6 +72,16 @@ class LossOptions:
 
     label_smoothing: float = 0.0
     z_loss: float = 0.0
+    reinforce_baseline_decay: float = 0.9
+
+
+class ReinforceBaseline(nnx.Module):
+    """b, the moving average of the REINFORCE rewards, b' = β b + (1 − β) mean(R): state of the
+    training (not a parameter) that the train state and its checkpoints hold, so that a resumed
+    run goes on with the same baseline."""
+
+    def __init__(self):
+        self.value = nnx.Variable(jnp.zeros((), jnp.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +121,11 @@ class Task(abc.ABC):
                 f"{list(cls.families)}"
             )
 
+    def train_state(self, model_config: Any) -> nnx.Module | None:
+        """Training state besides the model and optimizer (checkpointed with them), or None."""
+        del model_config
+        return None
+
     def build_model(self, model_config: Any, rngs: nnx.Rngs) -> nnx.Module:
         """The family's model built from its config object."""
         model_cls, _ = FAMILIES[self.family]
@@ -130,8 +153,19 @@ class Task(abc.ABC):
         valid = batch["valid"].reshape(batch["valid"].shape + (1,) * (label_weights.ndim - 1))
         return label_weights & valid
 
+    def training_logits(self, model: nnx.Module, inputs: tuple, step: Array | None) -> Array:
+        """Logits of the model in training mode (dropout on) at training step `step`."""
+        del step
+        return self.logits(model, inputs, deterministic=False)
+
     def train_loss(
-        self, model: nnx.Module, batch: Mapping[str, Array], key: Array
+        self,
+        model: nnx.Module,
+        batch: Mapping[str, Array],
+        key: Array,
+        *,
+        step: Array | None = None,
+        baseline: Array | None = None,
     ) -> tuple[Array, Metrics]:
         """The training loss (with label smoothing and z-loss) and its metric sums.
 
@@ -139,13 +173,16 @@ class Task(abc.ABC):
           model: the model, in training mode (dropout on).
           batch: a batch of `attn.data.load`.
           key: the step's key (masked-LM masks).
+          step: the training step (scheduled sampling).
+          baseline: the REINFORCE baseline b of tasks with a `train_state` (a float32 scalar).
 
         Returns:
           (loss, {"loss": (Σ w ℓ, Σ w), "accuracy": (correct, Σ w)}).
         """
+        del baseline
         inputs, labels, weights = self.inputs_and_labels(batch, key)
         weights = self._weights(batch, weights)
-        logits = self.logits(model, inputs, deterministic=False)
+        logits = self.training_logits(model, inputs, step)
         loss, count = masked_cross_entropy(
             logits,
             labels,
@@ -197,13 +234,70 @@ class Seq2SeqTask(Task):
         targets = batch["targets"]
         return (batch["inputs"], shift_right(targets, BOS_ID)), targets, targets != PAD_ID
 
-    def logits(self, model, inputs, *, deterministic=True):
+    def logits(self, model, inputs, *, deterministic=True, step=None):
         src, tgt = inputs
         src_mask, tgt_mask = src != PAD_ID, tgt != PAD_ID
         if self.family == "Seq2SeqRNN":  # a recurrent decoder never reads later positions
-            return model(src, tgt, src_mask=src_mask, deterministic=deterministic)
+            return model(src, tgt, src_mask=src_mask, deterministic=deterministic, step=step)
         tgt_mask = tgt_mask.at[:, 0].set(True)  # BOS is real even for an empty target
         return model(src, tgt, src_mask=src_mask, tgt_mask=tgt_mask, deterministic=deterministic)
+
+    def training_logits(self, model, inputs, step):
+        return self.logits(model, inputs, deterministic=False, step=step)
+
+    def train_state(self, model_config):
+        """A `ReinforceBaseline` for a Seq2SeqRNN with estimator="reinforce", else None."""
+        if self.family == "Seq2SeqRNN" and model_config.estimator == "reinforce":
+            return ReinforceBaseline()
+        return None
+
+    def train_loss(self, model, batch, key, *, step=None, baseline=None):
+        """The cross-entropy; with estimator="reinforce" plus the REINFORCE surrogate
+
+            L = CE − mean_{b,t}[stop_gradient(R_b − b) · w_bt log p(i_bt)],
+            R_b = −Σ_t w_bt ℓ_bt / Σ_t w_bt,   b' = β b + (1 − β) mean_b R_b
+
+        (w: the target weights, i_bt: the source position sampled at target step t). The
+        metrics then add "reinforce_loss", "reward" (mean R) and "reinforce_baseline" (b',
+        count 1), which the train step writes back to the `ReinforceBaseline`.
+        """
+        if baseline is None:
+            return super().train_loss(model, batch, key, step=step)
+        inputs, labels, weights = self.inputs_and_labels(batch, key)
+        weights = self._weights(batch, weights)
+        logits, found = collect_intermediates(
+            self.training_logits, model, inputs, step, names=("log_prob",)
+        )
+        if ("log_prob",) not in found:
+            raise ValueError(
+                "Seq2SeqTask: a REINFORCE baseline needs a Seq2SeqRNN with estimator='reinforce' "
+                "that sows its log_prob in training"
+            )
+        loss, count = masked_cross_entropy(
+            logits,
+            labels,
+            weights,
+            label_smoothing=self.loss.label_smoothing,
+            z_loss=self.loss.z_loss,
+        )
+        w = weights.astype(jnp.float32)
+        token_losses = optax.softmax_cross_entropy_with_integer_labels(
+            logits.astype(jnp.float32), labels
+        )
+        reward = -jnp.sum(token_losses * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+        log_prob = found[("log_prob",)] * w  # [B, T]; no term at padded steps
+        surrogate, new_baseline = reinforce_loss(
+            log_prob, reward, baseline, decay=self.loss.reinforce_baseline_decay
+        )
+        one = jnp.ones((), jnp.float32)
+        metrics = {
+            "loss": (loss * count, count),
+            "accuracy": token_accuracy(logits, labels, weights),
+            "reinforce_loss": (surrogate, one),
+            "reward": (jnp.sum(reward), jnp.asarray(reward.shape[0], jnp.float32)),
+            "reinforce_baseline": (new_baseline, one),
+        }
+        return loss + surrogate, metrics
 
     def predict(
         self,

@@ -18,6 +18,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from attn.training.config import default_config
+
 # Fields that may differ from the checkpoints' config on a resume: the length of the run, the
 # intervals, the evaluation, the data folder and the mesh (checkpoints restore onto any mesh).
 RESUMABLE_CHANGES = (
@@ -53,13 +55,18 @@ class Workdir:
       primary: whether this is process 0, the one that locks and writes.
 
     Raises:
-      ValueError: the path cannot be a directory, or another live run holds it.
+      ValueError: the path is a file or cannot be created, is not writable, or another live run
+        holds it.
     """
 
     def __init__(self, path: str, *, primary: bool = True):
         self.path = os.path.abspath(path)
         self.primary = primary
         self._lock = None
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise ValueError(
+                f"--workdir {self.path} is a file, not a directory; use another --workdir"
+            )
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as error:
@@ -72,7 +79,14 @@ class Workdir:
 
     def _take_lock(self) -> None:
         lock_path = os.path.join(self.path, ".lock")
-        lock = open(lock_path, "a+")  # noqa: SIM115 (held open for the run's lifetime)
+        try:
+            lock = open(lock_path, "a+")  # noqa: SIM115 (held open for the run's lifetime)
+        except OSError as error:  # a read-only directory, a full disk
+            raise ValueError(
+                f"--workdir {self.path} is not writable ({type(error).__name__}: "
+                f"{error.strerror or error}: {lock_path}); make it writable or use another "
+                "--workdir"
+            ) from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -121,10 +135,15 @@ class Workdir:
         with open(saved_path) as f:
             saved = _flat(json.load(f))
         new = _flat(_config_dict(config))
+        # A field the saved config lacks (a run from before the field existed) that still has
+        # its default trains as that run did.
+        defaults = _flat(_config_dict(default_config()))
         differing = [
             f"{name} {saved.get(name)!r} -> {new.get(name)!r}"
             for name in sorted(set(saved) | set(new))
-            if saved.get(name) != new.get(name) and not name.startswith(RESUMABLE_CHANGES)
+            if saved.get(name) != new.get(name)
+            and not name.startswith(RESUMABLE_CHANGES)
+            and not (name not in saved and name in defaults and new[name] == defaults[name])
         ]
         if differing:
             raise ValueError(

@@ -130,8 +130,8 @@ def summary(rows: list[dict], seeds: int) -> str:
             "",
             f"**Verdict: {verdict(rows)}**",
             "",
-            "Not measured here: part (b), the training speed of a recall model with and without "
-            "the scaling.",
+            "Part (b), the training speed of a recall model with and without the scaling, is "
+            "the study `s05_scaling_training`.",
         ]
     )
 

@@ -41,6 +41,41 @@ def test_copy_reverse_sort_transform_the_same_inputs():
     assert lengths == set(range(generated.MIN_SYMBOLS, generated.MAX_SYMBOLS + 1))
 
 
+@pytest.mark.parametrize("task", ["copy", "reverse", "sort"])
+def test_a_symbol_range_sets_the_lengths_and_letters(task):
+    symbols = generated.SymbolRange(min_length=21, max_length=30, alphabet_size=5)
+    pairs = _pairs(task, n=2000, symbols=symbols)
+    assert {len(s) for s, _ in pairs} == set(range(21, 31))
+    assert set("".join(s + t for s, t in pairs)) == set("abcde")
+    assert generated.TASKS[task].max_lengths(symbols) == (30, 30)
+
+
+def test_the_default_symbol_range_draws_the_examples_drawn_without_one():
+    for task in ("copy", "reverse", "sort"):
+        assert _pairs(task, symbols=generated.SymbolRange()) == _pairs(task)
+        assert _pairs(task, symbols=generated.SymbolRange(1, 20, 26)) == _pairs(task)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(min_length=0), "min_length must be an int >= 1, got 0"),
+        (dict(min_length=5, max_length=4), "max_length must be >= min_length=5, got 4"),
+        (dict(alphabet_size=27), r"alphabet_size must be in \[1, 26\]"),
+        (dict(max_length=2.5), "max_length must be an int >= 1, got 2.5"),
+    ],
+)
+def test_bad_symbol_ranges_raise_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generated.SymbolRange(**kwargs)
+
+
+def test_tasks_without_a_symbol_range_reject_one():
+    with pytest.raises(ValueError, match=r"task 'dates' has no symbol range.*\['copy', 'reverse'"):
+        _pairs("dates", symbols=generated.SymbolRange(max_length=30))
+    assert _pairs("dates", symbols=generated.SymbolRange()) == _pairs("dates")
+
+
 def test_addition_sums_are_right():
     pairs = _pairs("addition", n=1000)
     for source, target in pairs:

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from grain.sharding import ShardOptions
 
 import attn.data
 from attn.data import BOS_ID, EOS_ID, generated
@@ -39,7 +40,7 @@ def test_batches_have_the_documented_fixed_shapes_and_dtypes(name, data_dir):
     info = dataset.info
     assert info.kind == DATASETS[name].kind
     expected_keys = {
-        "seq2seq": {"inputs", "targets", "valid"},
+        "seq2seq": {"inputs", "targets", "input_length", "valid"},
         "lm": {"inputs", "targets", "valid"},
         "image_classification": {"image", "label", "valid"},
     }[info.kind]
@@ -84,6 +85,41 @@ def test_seq2seq_batches_decode_to_the_examples_in_order_with_eos_and_padding(da
         assert x[len(source)] == EOS_ID
     decoder_input = np.asarray(attn.data.shift_right(batches[0]["targets"], tok.bos_id))
     assert (decoder_input[:, 0] == BOS_ID).all()
+    lengths = [
+        int(batch["input_length"][i]) for batch in batches for i in np.flatnonzero(batch["valid"])
+    ]
+    assert lengths == [len(source) for source, _ in expected]
+    assert not batches[-1]["input_length"][4:].any()
+
+
+def test_two_symbol_ranges_in_one_data_dir_each_load_their_own_examples(tmp_path):
+    data_dir = str(tmp_path)
+    ranges = {
+        "short": None,
+        "long": attn.data.SymbolRange(min_length=21, max_length=30, alphabet_size=4),
+        "few_letters": attn.data.SymbolRange(min_length=1, max_length=20, alphabet_size=3),
+    }
+    for symbols in ranges.values():
+        attn.data.prepare("copy", data_dir, config="tiny", symbols=symbols)
+    for symbols in ranges.values():
+        dataset = _load(
+            "copy", data_dir, split="validation", shuffle=False, num_epochs=1,
+            drop_remainder=False, symbols=symbols,
+        )  # fmt: skip
+        longest = (symbols or generated.SymbolRange()).max_length
+        assert dataset.info.element_spec["inputs"].shape == (8, longest + 1)
+        tok = dataset.info.tokenizer
+        rows = [
+            (tok.decode(batch["inputs"][i]), int(batch["input_length"][i]))
+            for batch in dataset
+            for i in np.flatnonzero(batch["valid"])
+        ]
+        expected = generated.examples("copy", "validation", 64, 0, num_test=64, symbols=symbols)
+        assert rows == [(source, len(source)) for source, _ in expected]
+    prepared = sorted(os.listdir(os.path.join(data_dir, "attn_copy")))
+    assert [name for name in prepared if not name.startswith(".")] == [
+        "tiny", "tiny_len1-20_abc3", "tiny_len21-30_abc4",
+    ]  # fmt: skip
 
 
 def test_restoring_the_iterator_state_resumes_the_same_batches(data_dir):
@@ -214,3 +250,31 @@ def test_processes_preparing_one_fresh_data_dir_all_succeed(tmp_path):
         "copy", split="test", batch_size=2, data_dir=str(tmp_path), config="tiny", num_epochs=1
     )
     assert next(iter(batches))
+
+
+def test_shards_read_disjoint_rows_of_the_same_batches_padded_alike(data_dir):
+    """Shard i of 2 reads rows [4i, 4i + 4) of every global batch of 8: disjoint rows that
+    together are the unsharded batches, and as many batches in every shard, the short last one
+    (15 - 8 = 7 rows: 4 + 3) padded with invalid rows."""
+    options = {"split": "test[:15]", "batch_size": 8, "shuffle": False, "num_epochs": 1,
+               "drop_remainder": False}  # fmt: skip
+    whole = list(_load("dates", data_dir, **options))
+    shards = [
+        list(_load("dates", data_dir, **options, shard_options=ShardOptions(i, 2)))
+        for i in range(2)
+    ]
+    assert [len(batches) for batches in shards] == [2, 2]
+    for index, batch in enumerate(whole):
+        first, second = shards[0][index], shards[1][index]
+        for key in batch:
+            np.testing.assert_array_equal(np.concatenate([first[key], second[key]]), batch[key])
+    assert [b["valid"].sum() for b in shards[1]] == [4, 3]
+    train = [_take(_load("dates", data_dir, seed=5, shard_options=ShardOptions(i, 2)).iterator(), 3)
+             for i in range(2)]  # fmt: skip
+    rows = [{bytes(row) for b in batches for row in b["inputs"]} for batches in train]
+    assert len(rows[0]) == len(rows[1]) == 12
+    assert not rows[0] & rows[1]
+    with pytest.raises(ValueError, match=r"batch_size B=8 \(global\) must be divisible by the 3"):
+        _load("dates", data_dir, shard_options=ShardOptions(0, 3))
+    with pytest.raises(TypeError, match="shard_options must be a grain.sharding.ShardOptions"):
+        _load("dates", data_dir, shard_options=(0, 2))

@@ -9,8 +9,10 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from attn import decoding
+from attn.models.position_kinds import POSITION_KINDS
 from tests.decoding.peaked_models import (
     SMALL_M,
     SMALL_PROMPT,
@@ -19,6 +21,8 @@ from tests.decoding.peaked_models import (
     B,
     M,
     ids,
+    make_lm,
+    make_transformer,
     source_batch,
 )
 from tests.decoding.references import (
@@ -62,6 +66,23 @@ def test_beam_search_with_the_cache_equals_the_uncached_reference(lm, transforme
     real = np.arange(M)[None, :] < lengths[:, None]
     expected = np.sum(np.where(real, token_log_probs, 0.0), axis=1).reshape(B, 3)
     np.testing.assert_allclose(cached.log_probs, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("position", [kind for kind in POSITION_KINDS if kind != "learned"])
+def test_greedy_with_the_cache_equals_the_uncached_reference_for_every_position_kind(position):
+    """The shared models above use learned positions; the other kinds place the cached queries
+    with the cache index too (sinusoids, rotation, ALiBi and T5 offsets)."""
+    lm = make_lm(position=position)
+    prompt = ids(1, (B, T0))
+    cached = decoding.greedy(lm, prompt, max_new_tokens=M)
+    np.testing.assert_array_equal(cached, decoding.greedy(UncachedLM(lm), prompt, max_new_tokens=M))
+    transformer = make_transformer(position=position)
+    source, source_mask = source_batch()
+    options = dict(max_new_tokens=M, source=source, source_mask=source_mask)
+    bos = jnp.ones((B, 1), jnp.int32)
+    cached = decoding.greedy(transformer, bos, **options)
+    uncached = decoding.greedy(UncachedTransformer(transformer), bos, **options)
+    np.testing.assert_array_equal(cached, uncached)
 
 
 def test_beam_size_one_equals_greedy(transformer):

@@ -78,9 +78,9 @@ def make_lm(seed: int = 0, **overrides) -> TransformerLM:
     )
 
 
-def make_transformer(seed: int = 0) -> Transformer:
+def make_transformer(seed: int = 0, **overrides) -> Transformer:
     """Post-LN with a separate output matrix (tied, the argmax tends to repeat the input)."""
-    config = TransformerConfig(
+    fields = dict(
         vocab_size=V,
         num_encoder_layers=1,
         num_decoder_layers=1,
@@ -92,7 +92,7 @@ def make_transformer(seed: int = 0) -> Transformer:
         position="learned",
         tie_output=False,
     )
-    return build(Transformer, config, seed)
+    return build(Transformer, TransformerConfig(**{**fields, **overrides}), seed)
 
 
 def ids(seed: int, shape: tuple[int, int], vocab: int = V) -> jax.Array:

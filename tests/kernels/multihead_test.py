@@ -11,7 +11,7 @@ from attn.kernels import blockwise_attention, causal_mask, dot_product_attention
 from attn.kernels.multihead import choose_implementation
 from tests.numpy_reference import numpy_attention
 
-IMPLEMENTATIONS = ("reference", "blockwise", "xla")
+IMPLEMENTATIONS = ("reference", "blockwise", "direct", "xla")
 B, T, S, N, K, H = 2, 5, 7, 4, 2, 3
 
 
@@ -98,7 +98,7 @@ def test_matches_jax_nn_forward_and_gradients(implementation, case):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=f"d{name}")
 
 
-@pytest.mark.parametrize("implementation", ("reference", "blockwise"))
+@pytest.mark.parametrize("implementation", ("reference", "blockwise", "direct"))
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_gradients_match_float64_reference(x64, implementation, case):
     """Gradients in float32 against the float64 reference kernel's gradients (bias included)."""
@@ -134,7 +134,7 @@ def test_grouped_kv_heads(implementation, kv_heads):
     np.testing.assert_allclose(got, numpy_attention(q, k, v, mask=j <= i), rtol=2e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("implementation", ("reference", "blockwise"))
+@pytest.mark.parametrize("implementation", ("reference", "blockwise", "direct"))
 def test_value_head_dim_may_differ(implementation):
     q, k, v = _inputs(seed=9, Hv=6)
     got = _call(implementation, q, k, v)
@@ -247,7 +247,9 @@ def test_return_weights_needs_reference():
 def test_choose_implementation():
     q, k, v = _inputs()
     assert choose_implementation(q, k, v, return_weights=True) == "reference"
-    assert choose_implementation(q, k, v, return_weights=False, platform="cpu") == "blockwise"
+    assert choose_implementation(q, k, v, return_weights=False, platform="cpu") == "direct"
+    q_long = _inputs(T=17)[0]
+    assert choose_implementation(q_long, k, v, return_weights=False, platform="cpu") == "blockwise"
     assert choose_implementation(q, k, v, return_weights=False, platform="tpu") == "xla"
     q16, k16, v16 = _inputs(H=64, dtype=jnp.bfloat16)
     assert choose_implementation(q16, k16, v16, return_weights=False, platform="gpu") == "cudnn"
@@ -257,8 +259,8 @@ def test_choose_implementation():
 def test_choose_implementation_every_row_of_the_table():
     """Each row of the docstring's table, by platform, dtype, head dim, length and arguments."""
 
-    def choice(S=16, H=64, dtype=jnp.bfloat16, platform="gpu", **kwargs):
-        q = jax.ShapeDtypeStruct((1, 16, 4, H), dtype)
+    def choice(S=16, H=64, dtype=jnp.bfloat16, platform="gpu", T=16, **kwargs):
+        q = jax.ShapeDtypeStruct((1, T, 4, H), dtype)
         k = jax.ShapeDtypeStruct((1, S, 2, H), dtype)
         return choose_implementation(q, k, k, return_weights=False, platform=platform, **kwargs)
 
@@ -282,8 +284,11 @@ def test_choose_implementation_every_row_of_the_table():
     assert choice(S=long, platform="tpu", local_window_size=(128, 0)) == "splash"
     assert choice(S=long, platform="tpu", has_mask=True) == "xla"
     assert choice(S=long, platform="tpu", has_bias=True) == "xla"
-    # CPU: blockwise for everything; weights: reference.
-    assert choice(S=long, platform="cpu") == choice(platform="cpu", has_bias=True) == "blockwise"
+    # CPU: direct up to 16 queries (any keys, masks, bias, dtype), blockwise for the rest.
+    assert choice(S=long, platform="cpu") == choice(platform="cpu", has_bias=True) == "direct"
+    assert choice(platform="cpu", H=12, dtype=jnp.float32, has_mask=True) == "direct"
+    assert choice(T=17, S=long, platform="cpu") == "blockwise"
+    assert choice(T=17, platform="cpu", has_bias=True) == "blockwise"
 
 
 def test_jitted_call_does_not_retrace_for_same_shapes():
@@ -362,7 +367,7 @@ def test_traced_scale_and_its_gradient(implementation):
     np.testing.assert_allclose(grad, numeric, rtol=2e-2)
 
 
-@pytest.mark.parametrize("implementation", ("reference", "blockwise"))
+@pytest.mark.parametrize("implementation", ("reference", "blockwise", "direct"))
 def test_second_order_gradients(implementation):
     q, k, v = _inputs(seed=22)
 

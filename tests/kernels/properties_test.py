@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from attn.kernels import dot_product_attention
 
-IMPLEMENTATIONS = ("reference", "blockwise", "xla")
+IMPLEMENTATIONS = ("reference", "blockwise", "direct", "xla")
 
 
 def _self_attention_inputs(seed, B, T, N, H):

@@ -26,7 +26,7 @@ import pytest
 from attn.kernels import dot_product_attention
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
-IMPLEMENTATIONS = ("reference", "blockwise", "xla")
+IMPLEMENTATIONS = ("reference", "blockwise", "direct", "xla")
 DTYPES = ("float32", "float64")
 SDPA_CASES = (
     "plain",
@@ -41,7 +41,7 @@ SDPA_CASES = (
 MHA_CASES = ("self_padding", "causal", "cross", "kdim_vdim")
 
 # Implementations whose logits and softmax run in float64 for float64 inputs ("xla" does not).
-FLOAT64_IMPLEMENTATIONS = ("reference", "blockwise")
+FLOAT64_IMPLEMENTATIONS = ("reference", "blockwise", "direct")
 FLOAT32_TOL = dict(rtol=2e-5, atol=2e-5)
 FLOAT64_TOL = dict(rtol=1e-10, atol=1e-10)
 

@@ -569,7 +569,7 @@ def test_decode_without_init_cache_raises():
         (dict(dropout_rate=1.0), "dropout_rate"),
         (dict(dropout_rate=-0.1), "dropout_rate"),
         (dict(attention_dropout_rate=1.5), "attention_dropout_rate"),
-        (dict(position="sinusoidal"), "position"),
+        (dict(position="absolute"), "position"),
     ],
 )
 def test_bad_config_raises(overrides, message):

@@ -477,7 +477,7 @@ def test_named_variants():
         (dict(num_kv_heads=3), "multiple of num_kv_heads"),
         (dict(num_decoder_layers=0), "num_decoder_layers"),
         (dict(dropout_rate=1.0), "dropout_rate"),
-        (dict(position="rotary"), "position"),
+        (dict(position="relative"), "position"),
         (dict(activation="tanh"), "activation"),
         (dict(norm_first=True, final_norm=False), "final_norm"),
         (dict(target_vocab_size=53), "share_embeddings"),
