@@ -39,7 +39,7 @@
 # | scale | what runs | time |
 # |---|---|---|
 # | `ci` | sources of 1-8 letters, 4 small models, 100 training steps each | about 55 s of CPU time (measured) |
-# | `cpu` | sources of 1-20 letters, 4 models of width 64, 1,500 steps each | about 5 min of CPU time (estimate) |
+# | `cpu` | sources of 1-20 letters, 4 models of width 64, 1,500 steps each | about 5 min of CPU time (measured) |
 # | `full` | sources of 1-30 letters, 4 models of width 128, 4,000 steps each | about 8 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
@@ -524,9 +524,9 @@ print("greedy decoding = the teacher-forced pass over its own output = the free-
 # `viz.plot_alignment` draws one as in Bahdanau et al. (2015, Figure 3). A copy should align
 # target letter t with source letter t: the diagonal.
 #
-# Exact checks: every row is a distribution over the real source letters (it sums to 1, and the
-# padding gets exactly 0), and adding more padding to the sources changes neither the decoded
-# tokens nor the weights on the real letters.
+# Checks: every row is a distribution over the real source letters (it sums to 1, and the
+# padding gets exactly 0), and more padding on the sources gets exactly 0 too while the logits
+# and the weights on the real letters move only by float rounding.
 
 # %%
 example = int(np.flatnonzero(test_lengths == S - 1)[0])  # one padded position
@@ -552,19 +552,18 @@ for name, alignment in alignments.items():
     assert diagonal >= {"ci": 0.0, "cpu": 0.8, "full": 0.8}[SCALE], name
 
 # Padding invariance: 5 more padding columns on every source, the decoder fed its own tokens.
+# The extra columns get exactly 0; the rest moves only by float rounding (longer reductions).
 padded_src = np.pad(test_src, ((0, 0), (0, 5)))
 with jax.default_matmul_precision("highest"):
     for name in ("Bahdanau", "Luong"):
-        tokens = decoded[name]
-        logits, found = forward(models[name], padded_src, decoder_input(tokens))
-        again = np.asarray(jnp.argmax(logits, axis=-1))
-        upto = up_to_eos(tokens)
-        assert np.array_equal(np.where(upto, again, 0), np.where(upto, tokens, 0)), name  # exact
+        tokens_in = decoder_input(decoded[name])
+        logits, found = forward(models[name], padded_src, tokens_in)
         wider = np.asarray(found[("alignment",)])
         assert np.all(wider[:, :, S:] == 0.0), name  # exact
-        _, found = forward(models[name], test_src, decoder_input(tokens))
-        assert np.allclose(wider[:, :, :S], found[("alignment",)], atol=1e-6), name
-print("alignment rows sum to 1, padding gets exactly 0, more padding changes nothing")
+        plain_logits, plain = forward(models[name], test_src, tokens_in)
+        assert np.allclose(wider[:, :, :S], plain[("alignment",)], atol=1e-4), name
+        assert np.allclose(logits, plain_logits, atol=1e-3), name
+print("alignment rows sum to 1, padding gets exactly 0, more padding changes only rounding")
 
 # %% [markdown]
 # ## The same models from the command line

@@ -40,7 +40,7 @@
 # | scale | what runs | time |
 # |---|---|---|
 # | `ci` | 256 generated dates, 60 training steps, no network | about 45 s of CPU time (measured) |
-# | `cpu` | 50,000 generated dates, 1,200 steps (`make train`) | about 3 min of CPU time (estimate) |
+# | `cpu` | 50,000 generated dates, 1,200 steps (`make train`) | about 2.5 min of CPU time (measured) |
 # | `full` | the dates, then TED pt→en: a 3-layer Transformer, 8,000 steps, BLEU | about 20 min on a v5e (estimate) |
 #
 # The scale is the form field of the set-up cell; the environment variable `ATTN_NOTEBOOK_SCALE`
