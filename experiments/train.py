@@ -62,13 +62,13 @@ def full_disk_message(error: Exception) -> str | None:
     )
 
 
-class QuietBackgroundSaveErrors(std_logging.Filter):
-    """Leaves out orbax's own reports (tracebacks from its threads) of a failed background
-    save: `Checkpointer` raises the failure as one `CheckpointError` line. --verbosity shows
-    them."""
+class QuietOrbax(std_logging.Filter):
+    """Leaves out orbax's own log records: the tracebacks from its threads of a failed background
+    save (`Checkpointer` raises the failure as one `CheckpointError` line) and its warnings about
+    the unfinished folder that such a save leaves behind. --verbosity shows them."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return not (record.levelno >= std_logging.ERROR and "/orbax/" in record.pathname)
+        return "/orbax/" not in record.pathname
 
 
 def config_argument(argv: list[str]) -> str | None:
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments {argv[1:]}; every option is a --flag")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax and grain log every file at INFO
-        std_logging.getLogger("absl").addFilter(QuietBackgroundSaveErrors())
+        std_logging.getLogger("absl").addFilter(QuietOrbax())
         # orbax's unfinished writes of a failed save ("Task exception was never retrieved")
         std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
     from attn.data import DatasetNotFoundError
