@@ -450,11 +450,8 @@ def test_squeeze_excitation_verdict_passes_and_fails():
     # the expected outcome: no accuracy gain, the class-specificity trend holds in 4/5 seeds
     mixed = [0.01, -0.01, 0.0, 0.005, -0.005]
     assert s12_squeeze_excitation.verdict(_se_rows(mixed, first, last)) == report.INCONCLUSIVE
-    # class specificity falls with depth in every seed
-    assert s12_squeeze_excitation.verdict(_se_rows(gain, last, first)) in (
-        report.NOT_REPLICATED,
-        report.INCONCLUSIVE,
-    )
+    # class specificity falls with depth in every seed: the accuracy gain alone does not pass
+    assert s12_squeeze_excitation.verdict(_se_rows(gain, last, first)) == report.INCONCLUSIVE
     falling = [0.1, 0.12, 0.11, 0.1, 0.13]
     assert s12_squeeze_excitation.verdict(_se_rows(gain, [0.5] * 5, falling)) == (
         report.NOT_REPLICATED

@@ -132,7 +132,7 @@ def test_without_positions_the_encoder_is_permutation_equivariant_and_with_them_
 
 def test_only_the_learned_table_limits_the_length():
     long_ids = _ids(8, (1, 20))
-    for position in ("learned", "sinusoidal", "t5"):
+    for position in POSITION_KINDS:
         lm = make_lm(position=position, implementation="xla")  # max_length=16
         transformer = make_transformer(position=position, implementation="xla")
         if position == "learned":

@@ -76,6 +76,15 @@ def test_reinforce_adds_the_surrogate_and_updates_the_baseline_in_the_train_stat
     config = Seq2SeqRNNConfig.named("bahdanau", estimator="reinforce", **SMALL)
     state = create_train_state(task, config, optax.adam(1e-2), init_key=jax.random.key(0))
     assert isinstance(state.merge()[2], ReinforceBaseline)
+    # The loss that is differentiated is the cross-entropy plus a nonzero surrogate.
+    batch, step = _batch(), jnp.asarray(0, jnp.int32)
+    total, metrics = task.train_loss(
+        state.merge()[0], batch, jax.random.key(1), step=step, baseline=jnp.zeros(())
+    )
+    cross_entropy = metrics["loss"][0] / metrics["loss"][1]
+    surrogate = metrics["reinforce_loss"][0]
+    assert abs(float(surrogate)) > 1e-3
+    assert float(total) == pytest.approx(float(cross_entropy + surrogate), rel=1e-6)
     train_step = make_train_step(task, state)
     baseline = 0.0
     for step in range(3):
