@@ -71,6 +71,23 @@ class QuietOrbax(std_logging.Filter):
         return "/orbax/" not in record.pathname
 
 
+def drop_closed_event_loop_reports(default_hook):
+    """A `sys.unraisablehook` that drops asyncio's "Event loop is closed" and hands every other
+    report to `default_hook`. After a failed background save, tensorstore's threads still try to
+    wake orbax's event loop, which is closed by then; each try is reported as unraisable (with no
+    object, so as a bare traceback), dozens of them before the error line."""
+
+    def hook(report) -> None:
+        closed_loop = (
+            isinstance(report.exc_value, RuntimeError)
+            and str(report.exc_value) == "Event loop is closed"
+        )
+        if not closed_loop:
+            default_hook(report)
+
+    return hook
+
+
 def config_argument(argv: list[str]) -> str | None:
     """The value of --config (path[:argument]) in `argv`, or None."""
     for i, arg in enumerate(argv):
@@ -122,6 +139,7 @@ def main(argv: list[str]) -> None:
         std_logging.getLogger("absl").addFilter(QuietOrbax())
         # orbax's unfinished writes of a failed save ("Task exception was never retrieved")
         std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
+        sys.unraisablehook = drop_closed_event_loop_reports(sys.unraisablehook)
     from attn.data import DatasetNotFoundError
     from attn.training import distributed
     from attn.training.checkpoint import CheckpointError
