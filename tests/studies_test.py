@@ -18,6 +18,8 @@ from experiments.studies import (
     digits_training,
     recall_model,
     report,
+    s01_bottleneck,
+    s02_reversed_source,
     s04_scores,
     s05_scaling,
     s05_scaling_training,
@@ -29,6 +31,7 @@ from experiments.studies import (
     s11_vit_vs_cnn,
     s12_squeeze_excitation,
     s13_worked_example,
+    seq2seq_training,
 )
 
 ANALYTIC = [s05_scaling, s07_positions, s08_path_length, s13_worked_example]
@@ -38,7 +41,13 @@ TRAINED = [  # tiny smoke runs: the verdict is not checked there
     s11_vit_vs_cnn,
     s12_squeeze_excitation,
 ]
-ONE_SEED = [s04_scores, s05_scaling_training, s10_beam]  # a compile per condition: one seed
+ONE_SEED = [
+    s01_bottleneck,
+    s02_reversed_source,
+    s04_scores,
+    s05_scaling_training,
+    s10_beam,
+]  # a compile per condition: one seed
 
 
 @pytest.mark.parametrize(
@@ -456,3 +465,98 @@ def test_squeeze_excitation_verdict_passes_and_fails():
     assert s12_squeeze_excitation.verdict(_se_rows(gain, [0.5] * 5, falling)) == (
         report.NOT_REPLICATED
     )
+
+
+def _copy_rows(model: str, reversed_: bool, first, last) -> list[dict]:
+    """Rows of one copy condition over seeds: EM of the bins 1-4 and 5-8 and of the whole range
+    (their mean)."""
+    rows = []
+    for seed, (a, b) in enumerate(zip(first, last, strict=True)):
+        c = 0.5 * (a + b)
+        head = {"model": model, "H": 64, "reversed": reversed_, "seed": seed, "n": 10}
+        for kind, label, em in (("bin", "1-4", a), ("bin", "5-8", b), ("overall", "1-8", c)):
+            rows.append(head | {"kind": kind, "len_bin": label, "exact_match": em, "token_acc": em})
+    return rows
+
+
+def test_bottleneck_verdict_passes_and_fails():
+    attention = _copy_rows("bahdanau", False, [1.0, 1.0, 1.0], [0.95, 0.97, 0.92])
+    falling = _copy_rows("bottleneck", False, [0.95, 0.9, 0.97], [0.1, 0.2, 0.05])
+    assert s01_bottleneck.verdict(attention + falling) == report.REPLICATED
+    # attention below 0.9 on long strings in one seed
+    weak = _copy_rows("bahdanau", False, [1.0, 1.0, 1.0], [0.95, 0.85, 0.92])
+    assert s01_bottleneck.verdict(weak + falling) == report.INCONCLUSIVE
+    # the bottleneck does not fall with length
+    flat = _copy_rows("bottleneck", False, [0.95, 0.9, 0.97], [0.94, 0.9, 0.96])
+    assert s01_bottleneck.verdict(attention + flat) == report.INCONCLUSIVE
+    # the bottleneck beats attention on long strings in every seed
+    failing = _copy_rows("bahdanau", False, [1.0, 1.0, 1.0], [0.5, 0.45, 0.55])
+    better = _copy_rows("bottleneck", False, [1.0, 1.0, 1.0], [0.99, 0.995, 0.98])
+    assert s01_bottleneck.verdict(failing + better) == report.NOT_REPLICATED
+
+
+def test_reversed_source_verdict_passes_and_fails():
+    normal = _copy_rows("bottleneck", False, [0.6, 0.5, 0.55], [0.0, 0.0, 0.0])
+    reversed_ = _copy_rows("bottleneck", True, [0.9, 0.85, 0.95], [0.2, 0.3, 0.1])
+    control = _copy_rows("bahdanau", False, [1.0] * 3, [0.95] * 3)
+    control_reversed = _copy_rows("bahdanau", True, [1.0] * 3, [0.96, 0.94, 0.95])
+    rows = normal + reversed_ + control + control_reversed
+    assert s02_reversed_source.verdict(rows) == report.REPLICATED
+    # reversal changes the attention model too: not the claim
+    moved = _copy_rows("bahdanau", True, [1.0] * 3, [0.8, 0.85, 0.8])
+    assert s02_reversed_source.verdict(normal + reversed_ + control + moved) == (
+        report.INCONCLUSIVE
+    )
+    # reversal hurts the bottleneck in every seed
+    hurt = [r | {"reversed": not r["reversed"]} for r in normal + reversed_]
+    assert s02_reversed_source.verdict(hurt + control + control_reversed) == report.NOT_REPLICATED
+
+
+def test_copy_scores_count_exact_matches_and_positions():
+    eos, pad = 2, 0
+    targets = np.array([[5, 6, 7, eos], [5, 6, eos, pad], [8, eos, pad, pad]])
+    predictions = np.array([[5, 6, 7, eos, pad], [5, 7, eos, pad, pad], [8, 8, eos, pad, pad]])
+    decoded = seq2seq_training.score(predictions, targets, np.array([3, 2, 1]))
+    assert decoded.exact.tolist() == [True, False, False]  # the third is one symbol too long
+    assert decoded.correct.tolist() == [
+        [True, True, True],
+        [True, False, False],
+        [True, False, False],
+    ]
+    np.testing.assert_allclose(decoded.token_accuracy, [1.0, 0.5, 1.0])
+    bins = seq2seq_training.bin_scores(decoded, [(1, 1), (2, 3)])
+    assert [(b["len_bin"], b["n"], b["exact_match"]) for b in bins] == [
+        ("1-1", 1, 0.0),
+        ("2-3", 2, 0.5),
+    ]
+    positions = seq2seq_training.position_scores(decoded)
+    assert [(p["position"], p["n"], p["accuracy"]) for p in positions] == [
+        (1, 3, 1.0),
+        (2, 2, 0.5),
+        (3, 1, 1.0),
+    ]
+    with pytest.raises(ValueError, match=r"\[4, 9\]"):
+        seq2seq_training.bin_scores(decoded, [(4, 9)])
+
+
+def test_reversed_source_reuses_a_matching_bottleneck_run(tmp_path):
+    folder = tmp_path / s01_bottleneck.STUDY
+    folder.mkdir()
+    rows = _copy_rows("bottleneck", False, [0.6, 0.5, 0.55], [0.0] * 3)
+    rows += _copy_rows("bahdanau", False, [1.0] * 3, [0.95] * 3)
+    with open(folder / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {
+        "study": s01_bottleneck.STUDY,
+        "mode": "full",
+        "seeds": [0, 1, 2],
+        "protocol": s01_bottleneck.PROTOCOLS["full"].settings(),
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))
+    shared = s02_reversed_source.shared_rows(folder, "full", 3)
+    assert len(shared) == len(rows) and {r["model"] for r in shared} == {"bottleneck", "bahdanau"}
+    assert s02_reversed_source.shared_rows(folder, "smoke", 3) == []  # another protocol
+    assert s02_reversed_source.shared_rows(folder, "full", 4) == []  # a seed it lacks
+    assert s02_reversed_source.shared_rows(tmp_path / "absent", "full", 3) == []
