@@ -9,9 +9,11 @@ is a `Condition` (model kind, hidden width H, reversed source or not) trained wi
     init    = `attn.training.steps.create_train_state` from key(seed) split as the training loop
               does; data = `attn.data.load("copy", seed=seed)`: the seed fixes init and data order
     steps   = `attn.training.steps.make_train_step`, the jitted step of
-              `attn.training.loop.train_and_evaluate`, called here without its per-step metric
-              sync, checkpoints and periodic evaluation (measured faster on this machine; the
-              numbers are in the studies' meta.json)
+              `attn.training.loop.train_and_evaluate`, called here without the loop's per-step
+              metric sync, checkpoints and evaluations. Measured on this machine (copy 1-12,
+              300 steps, load 12): the same steps/s (bottleneck 37 in the loop vs 33 here,
+              bahdanau 26 vs 23, within the load's noise) but 15-17 s less fixed cost per run
+              (wall 43 vs 28 s and 49 vs 31 s), which the studies' many short runs add up
     decode  = `attn.decoding.greedy` through `Seq2SeqTask.predict` on held-out strings (the
               "validation" split of each `SymbolRange`: draws separate from training)
 
