@@ -167,6 +167,36 @@ def delta_table(rows: list[dict]) -> list[dict]:
     return out
 
 
+def position_table(rows: list[dict]) -> list[dict]:
+    """Token accuracy per output position (mean over seeds) of each model, normal and reversed,
+    and the bottleneck's paired Δ: where in the output reversal helps."""
+    out = []
+    positions = sorted({r["position"] for r in rows if r["kind"] == "position"})
+    for position in positions:
+        entry: dict = {"position": position}
+        per_order = {}
+        for model in MODELS:
+            for reversed_ in (False, True):
+                chosen = sorted(
+                    (
+                        r
+                        for r in rows
+                        if r["kind"] == "position"
+                        and r["model"] == model
+                        and r["reversed"] == reversed_
+                        and r["position"] == position
+                    ),
+                    key=lambda r: r["seed"],
+                )
+                values = [r["accuracy"] for r in chosen]
+                per_order[model, reversed_] = values
+                entry[f"{model} {'reversed' if reversed_ else 'normal'}"] = float(np.mean(values))
+        d = report.paired_difference(per_order["bottleneck", True], per_order["bottleneck", False])
+        entry["bottleneck Δ"] = f"{d.mean:+.3f} ({d.agreeing}/{d.n})"
+        out.append(entry)
+    return out
+
+
 def plot(rows: list[dict]):
     figure, axes = report.new_figure(12, 3.6, columns=3)
     labels = bins_of(rows)
@@ -231,6 +261,21 @@ def summary(rows, seeds: int, mode: str, rates: dict[str, list[float]], reused: 
         "",
         report.markdown_table(
             delta_table(rows), ["model", "len_bin", "Δ exact_match", "Δ token_acc"]
+        ),
+        "",
+        "Token accuracy per output position (strings of the whole training range that reach it; "
+        "mean over seeds):",
+        "",
+        report.markdown_table(
+            position_table(rows),
+            [
+                "position",
+                "bottleneck normal",
+                "bottleneck reversed",
+                "bottleneck Δ",
+                "bahdanau normal",
+                "bahdanau reversed",
+            ],
         ),
         "",
         "| anchor | Sutskever et al. 2014 §3.3: perplexity 5.8 → 4.7, BLEU 25.9 → 30.6 "
