@@ -23,9 +23,10 @@ reused (meta.json says so); otherwise they are trained here.
 Expected (the studies brief): bottleneck reversed − normal ≥ +15 pp exact match over the training
 lengths, concentrated on long strings and early output positions; bahdanau |Δ| ≤ 2 pp.
 
-Pass: bottleneck Δ EM (reversed − normal, whole training range) ≥ +0.10 in every seed
-(`report.verdict_from_difference`) and bahdanau |mean Δ| ≤ 0.03: REPLICATED; NOT REPLICATED when
-the bottleneck's mean Δ is negative with a 95% t interval that excludes 0; otherwise INCONCLUSIVE.
+Pass: bottleneck Δ EM (reversed − normal, whole training range) with a mean ≥ +0.10 and every
+seed positive (`report.verdict_from_difference`) and bahdanau |mean Δ| ≤ 0.03: REPLICATED; NOT
+REPLICATED when the bottleneck's mean Δ is negative with a 95% t interval that excludes 0;
+otherwise INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ def delta(rows: list[dict], model: str, key: str = "exact_match") -> report.Pair
     return report.paired_difference(
         _values(rows, model, True, "overall", whole, key),
         _values(rows, model, False, "overall", whole, key),
+    )
+
+
+def _per_seed_overall(rows: list[dict]) -> tuple[list[float], list[float]]:
+    """The bottleneck's exact match over the training range per seed: (reversed, normal)."""
+    whole = overall_bin(rows)
+    return (
+        _values(rows, "bottleneck", True, "overall", whole),
+        _values(rows, "bottleneck", False, "overall", whole),
     )
 
 
@@ -285,8 +295,10 @@ def summary(rows, seeds: int, mode: str, rates: dict[str, list[float]], reused: 
         "Training steps/s on this machine (per seed, conditions trained here): "
         + "; ".join(f"{k} " + ", ".join(f"{v:.1f}" for v in vs) for k, vs in rates.items()),
         "",
-        f"Rule: bottleneck Δ exact match (all training lengths) ≥ +{THRESHOLD} in every seed; "
-        f"bahdanau |mean Δ| ≤ {CONTROL_TOLERANCE}.",
+        f"Rule: bottleneck mean Δ exact match (all training lengths) ≥ +{THRESHOLD}, positive "
+        f"in every seed (per seed: "
+        + ", ".join(f"{a - b:+.3f}" for a, b in zip(*_per_seed_overall(rows), strict=True))
+        + f"); bahdanau |mean Δ| ≤ {CONTROL_TOLERANCE}.",
         "",
         f"**Verdict: {verdict(rows)}**",
     ]
