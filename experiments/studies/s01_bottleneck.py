@@ -26,8 +26,10 @@ bahdanau reaches exact match 1.000 in every bin after 1500 steps (0.89 at 17-20 
 of a-z after 600); the bottleneck reaches loss 1.18 after 1000 steps and 0.76 after 1500, still
 improving, so 1500 steps is the floor, not a plateau. Steps/s on lengths 1-12 (load 14):
 bottleneck H=64 29, bahdanau 17, luong 15, bottleneck H=128 7.0; the brief's optional conditions
-(bottleneck H = 128, luong) do not fit next to 1500 steps and are left out, so "H = 128 falls
-later" is not tested.
+(bottleneck H = 128, luong) did not fit next to 1500 steps at those rates and are left out, so
+"H = 128 falls later" is not tested. The full run met a quieter machine (load 3-5) and ran about
+twice as fast (meta.json: 37-48 and 34-40 steps/s; S01 4.8 min, S02 5.0 min), so they would have
+fit.
 
 Expected (the studies brief): attention ≥ 95% exact match through the last bin; the bottleneck
 near 100% on the first bin and below 30% on the last; H = 128 falls later than H = 64; every model
