@@ -120,11 +120,12 @@ class Row:
 
 
 def block_shape(text: str) -> tuple[int, int]:
-    """"512x256" -> (512, 256), for --blocks."""
+    """ "512x256" -> (512, 256), for --blocks."""
     try:
         block_q, block_k = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a block shape is QxK, e.g. 512x256; got {text!r}")
+        message = f"a block shape is QxK, e.g. 512x256; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
     return block_q, block_k
 
 
@@ -158,9 +159,8 @@ def block_sizes(args: argparse.Namespace) -> dict[str, int]:
 def row_names(args: argparse.Namespace) -> list[str]:
     """The rows of each (T, pass), in order: the implementations asked for (torch only where it
     is installed), then one "blockwise QxK" per --blocks shape."""
-    names = [
-        i for i in IMPLEMENTATIONS if i in args.implementations and (i != "torch" or torch_available())
-    ]
+    wanted = [i for i in IMPLEMENTATIONS if i in args.implementations]
+    names = [i for i in wanted if i != "torch" or torch_available()]
     return names + [f"blockwise {q}x{k}" for q, k in args.blocks]
 
 
@@ -467,9 +467,10 @@ def blockwise_shapes(args: argparse.Namespace) -> dict[str, list[tuple[int, int]
         elif name == "blockwise":
             by_length = []
             for T in sorted(args.lengths):
-                rule_q, rule_k = blockwise.default_block_shape(T, T, args.head_dim)
                 sizes = block_sizes(args)
-                shape = (min(sizes.get("block_q", rule_q), T), min(sizes.get("block_k", rule_k), T))
+                shape = blockwise.block_shape(
+                    T, T, args.head_dim, sizes.get("block_q"), sizes.get("block_k")
+                )
                 if shape not in by_length:
                     by_length.append(shape)
             shapes[name] = by_length

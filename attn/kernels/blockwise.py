@@ -66,6 +66,16 @@ def default_block_shape(T: int, S: int, H: int) -> tuple[int, int]:
     return min(block_q, T), min(BLOCK_K, S)
 
 
+def block_shape(T: int, S: int, H: int, block_q: int | None, block_k: int | None):
+    """The (block_q, block_k) a call runs with: each one given wins over `default_block_shape`,
+    and both are clipped to T and S."""
+    if block_q is None or block_k is None:
+        default_q, default_k = default_block_shape(T, S, H)
+        block_q = default_q if block_q is None else block_q
+        block_k = default_k if block_k is None else block_k
+    return min(block_q, T), min(block_k, S)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     """Static description of one blockwise call (hashable: a jit/custom_vjp static argument)."""
@@ -186,9 +196,7 @@ def _blockwise(
     static_scale = _concrete_scale(scale, H)
     if static_scale is None:  # a traced scale (learned temperature): fold it into the queries
         query = query * jnp.asarray(scale, query.dtype)
-    default_q, default_k = default_block_shape(T, S, H)
-    block_q = default_q if block_q is None else min(block_q, T)
-    block_k = default_k if block_k is None else min(block_k, S)
+    block_q, block_k = block_shape(T, S, H, block_q, block_k)
     plan = _Plan(
         T=T,
         S=S,
