@@ -12,8 +12,11 @@ queries, [B, K, S, H] keys and values); only the body of one (query block, key b
 changes:
 
   - "kernel": `attn.kernels.blockwise_attention` itself, for reference
-  - "full body": the kernel's body rebuilt here: logits, element mask, running max, exp,
-    rescale, sums, both products (should time like "kernel")
+  - "full body": the kernel's body rebuilt here: logits, element mask (masked logits at -inf),
+    running max, exp, rescale, sums, both products (should time like "kernel")
+  - "zero after exp": the full body as the kernel had it before: masked logits at a finite floor
+    and the probabilities zeroed after the exp (XLA's CPU code made that select twice, once per
+    consumer: two more passes over the scores)
   - "no mask": the full body without the causal element mask (a wrong result on the diagonal
     blocks; timing only)
   - "products only": s = scale · q kᵀ and acc += s v, nothing else: the matmul floor
@@ -47,15 +50,17 @@ B, N, H = 1, 8, 64
 Body = Callable
 
 
-def full_body(q_i, k_j, v_j, state, allowed, *, masked=True):
+def full_body(q_i, k_j, v_j, state, allowed, *, masking="-inf"):
+    """masking: "-inf" (the kernel's: masked logits at -inf, so e^(s - m) = 0), "zero after exp"
+    (the kernel's before: masked logits at the finite floor, probabilities zeroed after the exp)
+    or "none" (no mask)."""
     m, l, acc = state
-    floor = mask_value(jnp.float32)
     s = jnp.einsum("BKGqH,BKkH->BKGqk", q_i, k_j) * (1.0 / H**0.5)
-    if masked:
-        s = jnp.where(allowed, s, floor)
+    if masking != "none":
+        s = jnp.where(allowed, s, -jnp.inf if masking == "-inf" else mask_value(jnp.float32))
     m_new = jnp.maximum(m, jnp.max(s, axis=-1))
     p = jnp.exp(s - m_new[..., None])
-    if masked:
+    if masking == "zero after exp":
         p = jnp.where(allowed, p, 0.0)
     correction = jnp.exp(m - m_new)
     l = l * correction + jnp.sum(p, axis=-1)
@@ -75,7 +80,8 @@ def products_only(q_i, k_j, v_j, state, allowed, *, extra=None):
 
 BODIES: dict[str, Body] = {
     "full body": full_body,
-    "no mask": functools.partial(full_body, masked=False),
+    "zero after exp": functools.partial(full_body, masking="zero after exp"),
+    "no mask": functools.partial(full_body, masking="none"),
     "products only": products_only,
     "products + exp": functools.partial(products_only, extra="exp"),
     "products + max": functools.partial(products_only, extra="max"),

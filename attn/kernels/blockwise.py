@@ -14,8 +14,11 @@ Blocks that the causal triangle, the local window, the sequence lengths or the m
 are never computed, so causal attention does about half the work of full attention (under
 `jax.vmap` the skip turns into a select and every block is computed, with the same result). Sequence
 lengths need not be multiples of the block sizes. Numerics follow `attn.kernels.attention`:
-float32 logits and softmax, masked logits at a finite large negative value, output 0 and gradient 0
-for a query that may attend to no key.
+float32 logits and softmax, a bias's -inf clamped to a finite large negative value, output 0 and
+gradient 0 for a query that may attend to no key. Inside a block, masked logits are set to -inf
+before the exponential (the running max starts at a finite floor, so e^(s − m) is exactly 0 for
+them): one pass over the [block_q, block_k] scores fewer than zeroing the probabilities after it,
+which XLA's CPU code repeated for each of their two consumers (the row sum and the product with V).
 """
 
 from __future__ import annotations
@@ -386,12 +389,10 @@ def _forward(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible
             v_j = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
             s = _logits(q_i, k_j, bias_grouped, i, j, plan)
             allowed = _element_mask(i, j, mask_grouped, q_lengths, kv_lengths, plan)
-            if allowed is not None:
-                s = jnp.where(allowed, s, floor)
+            if allowed is not None:  # e^(-inf - m) = 0 exactly: m starts at the finite floor
+                s = jnp.where(allowed, s, -jnp.inf)
             m_new = jnp.maximum(m, jnp.max(s, axis=-1))
             p = jnp.exp(s - m_new[..., None])
-            if allowed is not None:
-                p = jnp.where(allowed, p, 0.0)
             correction = jnp.exp(m - m_new)
             l = l * correction + jnp.sum(p, axis=-1)
             pv = jnp.einsum(
@@ -451,10 +452,10 @@ def _flash_backward(plan: _Plan, residuals, d_out):
             lse_i = lax.dynamic_slice_in_dim(lse, i * bq, bq, axis=3)  # [B, K, G, bq]
             delta_i = lax.dynamic_slice_in_dim(delta, i * bq, bq, axis=3)
             s = _logits(q_i, k_j, bias_grouped, i, j, plan)
-            p = jnp.exp(s - lse_i[..., None])  # [B, K, G, bq, bk]
             allowed = _element_mask(i, j, mask_grouped, q_lengths, kv_lengths, plan)
-            if allowed is not None:
-                p = jnp.where(allowed, p, 0.0)
+            if allowed is not None:  # e^(-inf - L) = 0 exactly (L = 0 for a row that sees no key)
+                s = jnp.where(allowed, s, -jnp.inf)
+            p = jnp.exp(s - lse_i[..., None])  # [B, K, G, bq, bk]
             dv_j = dv_j + jnp.einsum("BKGqk,BKGqH->BKkH", p, do_i)
             dp = jnp.einsum("BKGqH,BKkH->BKGqk", do_i, v_j, preferred_element_type=dtype)
             ds = p * (dp - delta_i[..., None])  # d logits

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attn.kernels import blockwise_attention, dot_product_attention
-from attn.kernels import blockwise
+from attn.kernels import blockwise, blockwise_attention, dot_product_attention
 from attn.kernels.blockwise import block_schedule, block_shape, default_block_shape
 
 
