@@ -47,7 +47,8 @@ WIDE_HEAD = 64
 def default_block_shape(T: int, S: int, H: int) -> tuple[int, int]:
     """(block_q, block_k) for T queries, S keys and head dim H when the caller gives none.
 
-    Measured on a 2-core CPU, causal, float32, N = 8 (benchmarks/README.md, "Block shapes"):
+    Measured on a 2-core CPU, causal, float32, N = 8 (benchmarks/README.md, "Block shapes"; the
+    H > 64 row only on a heavily loaded machine):
 
         | T (queries)        | H (head dim) | block_q | block_k |
         | ------------------ | ------------ | ------: | ------: |
