@@ -25,6 +25,7 @@ from experiments.studies import (
     s07_positions,
     s08_path_length,
     s09_estimators,
+    s09_hard_training,
     s10_beam,
     s11_vit_vs_cnn,
     s12_squeeze_excitation,
@@ -38,7 +39,12 @@ TRAINED = [  # tiny smoke runs: the verdict is not checked there
     s11_vit_vs_cnn,
     s12_squeeze_excitation,
 ]
-ONE_SEED = [s04_scores, s05_scaling_training, s10_beam]  # a compile per condition: one seed
+ONE_SEED = [
+    s04_scores,
+    s05_scaling_training,
+    s09_hard_training,
+    s10_beam,
+]  # a compile per condition: one seed
 
 
 @pytest.mark.parametrize(
@@ -215,6 +221,36 @@ def test_estimator_gradients_vary_only_where_a_draw_is_made():
         gradient, jax.random.key(1), estimators=["straight_through_argmax"], num_samples=4
     )
     assert variance["straight_through_argmax"] == 0.0  # no draw: why it is left out of the study
+
+
+def _hard_training_rows(exact_match: dict[str, list[float]]) -> list[dict]:
+    """Final rows of s09_hard_training: estimator -> exact match per seed."""
+    return [
+        {"row": "final", "estimator": estimator, "seed": seed, "exact_match": em}
+        | {"steps_to_90": 500, "reached_90": em >= 0.9}
+        for estimator, per_seed in exact_match.items()
+        for seed, em in enumerate(per_seed)
+    ]
+
+
+def test_hard_training_verdict_passes_and_fails():
+    soft = [1.0, 0.99, 1.0]
+    hard = {estimator: [0.97, 0.99, 0.95] for estimator in s09_hard_training.HARD}
+    rows = _hard_training_rows({"soft": soft} | hard)
+    assert s09_hard_training.verdict(rows) == report.REPLICATED
+    # REINFORCE ahead of soft in every seed: Xu's ranking
+    better = _hard_training_rows(
+        {"soft": [0.92, 0.93, 0.91]} | hard | {"reinforce": [0.99, 0.99, 0.98]}
+    )
+    assert s09_hard_training.verdict(better) == report.NOT_REPLICATED
+    # ahead in the mean only
+    mixed = _hard_training_rows({"soft": [1.0, 0.95, 1.0]} | hard | {"reinforce": [0.99, 1.0, 1.0]})
+    assert s09_hard_training.verdict(mixed) == report.INCONCLUSIVE
+    # soft itself did not learn: no conclusion about the hard estimators
+    untrained = _hard_training_rows(
+        {"soft": [0.5, 0.6, 0.55]} | {estimator: [0.1] * 3 for estimator in hard}
+    )
+    assert s09_hard_training.verdict(untrained) == report.INCONCLUSIVE
 
 
 def _recall_rows(values: dict[tuple[str, int], list[tuple[float, float]]]) -> list[dict]:
