@@ -18,6 +18,7 @@ from experiments.studies import (
     digits_training,
     recall_model,
     report,
+    s03_exposure_bias,
     s04_scores,
     s05_scaling,
     s05_scaling_training,
@@ -38,7 +39,12 @@ TRAINED = [  # tiny smoke runs: the verdict is not checked there
     s11_vit_vs_cnn,
     s12_squeeze_excitation,
 ]
-ONE_SEED = [s04_scores, s05_scaling_training, s10_beam]  # a compile per condition: one seed
+ONE_SEED = [
+    s03_exposure_bias,
+    s04_scores,
+    s05_scaling_training,
+    s10_beam,
+]  # a compile per condition: one seed
 
 
 @pytest.mark.parametrize(
@@ -456,3 +462,60 @@ def test_squeeze_excitation_verdict_passes_and_fails():
     assert s12_squeeze_excitation.verdict(_se_rows(gain, [0.5] * 5, falling)) == (
         report.NOT_REPLICATED
     )
+
+
+def _exposure_rows(tf_acc, fr_acc, em: dict[str, list[float]]) -> list[dict]:
+    rows = []
+    for arm, values in em.items():
+        for seed, value in enumerate(values):
+            rows.append(
+                {"table": "final", "arm": arm, "seed": seed, "exact_match": value}
+                | {
+                    "tf_acc": tf_acc[seed],
+                    "fr_acc": fr_acc[seed] if arm == "teacher forcing" else 0,
+                }
+            )
+    return rows
+
+
+def test_exposure_bias_verdict_passes_and_fails():
+    em = {
+        "teacher forcing": [0.60, 0.55, 0.62],
+        "fixed 0.5": [0.50, 0.52, 0.58],
+        "inverse sigmoid": [0.61, 0.55, 0.60],
+        "always sample": [0.20, 0.31, 0.25],
+    }
+    gap = ([0.95, 0.94, 0.96], [0.90, 0.91, 0.93])
+    assert s03_exposure_bias.verdict(_exposure_rows(*gap, em)) == report.REPLICATED
+    # always-sample only 5 pp below teacher forcing: the rule asks for 10 pp
+    close = em | {"always sample": [0.55, 0.50, 0.57]}
+    assert s03_exposure_bias.verdict(_exposure_rows(*gap, close)) == report.INCONCLUSIVE
+    # free running better than teacher forced in every seed: the gap is reversed
+    reversed_gap = ([0.90, 0.91, 0.93], [0.95, 0.94, 0.96])
+    assert s03_exposure_bias.verdict(_exposure_rows(*reversed_gap, em)) == report.NOT_REPLICATED
+
+
+def test_exposure_metrics_split_positions_at_the_first_error():
+    eos, pad = 2, 0
+    targets = np.array([[5, 6, 7, eos], [5, 6, eos, pad]])
+    forced = np.array([[5, 6, 7, eos], [5, 9, eos, pad]])
+    free = np.array([[5, 8, 7, 7], [5, 6, eos, pad]])  # row 0 errs at 2, then 7 right, EOS wrong
+    overall, per_position = s03_exposure_bias.exposure_metrics(targets, forced, free)
+    assert overall["tf_acc"] == 6 / 7 and overall["fr_acc"] == 5 / 7
+    assert math.isclose(overall["gap"], 1 / 7)
+    assert overall["exact_match"] == 0.5 and overall["tf_exact_match"] == 0.5
+    assert overall["fr_acc_before_error"] == 4 / 5  # 5, 8 | 5, 6, EOS
+    assert overall["fr_acc_after_error"] == 1 / 2 and overall["after_error_tokens"] == 2
+    assert overall["tf_acc_after_error"] == 1.0
+    assert [p["position"] for p in per_position] == [1, 2, 3, 4]
+    assert per_position[1]["fr_acc"] == 0.5 and per_position[3]["tokens"] == 1
+
+
+def test_exposure_bias_schedule_passes_one_half_mid_run_and_starts_near_one():
+    from attn.models.seq2seq_inputs import inverse_sigmoid_decay
+
+    for steps in (600, 1500, 3000):
+        k = s03_exposure_bias.schedule_k(steps)
+        assert abs(float(inverse_sigmoid_decay(steps // 2, k)) - 0.5) < 0.01, (steps, k)
+        assert float(inverse_sigmoid_decay(0, k)) > 0.98
+    assert 250 < s03_exposure_bias.schedule_k(3000) < 300  # the brief: k = 300, ε = 1/2 at 1,711
