@@ -70,8 +70,8 @@ from experiments.configs import rnn_seq2seq
 from experiments.studies import report
 
 HIDDEN = 32  # deliberately small, so that errors happen
-STEPS = {"smoke": 2, "full": 1500}
-FULL_SYMBOLS = dict(min_length=1, max_length=20, alphabet_size=26)
+STEPS = {"smoke": 2, "full": 1200}
+FULL_SYMBOLS = dict(min_length=1, max_length=15, alphabet_size=13)
 SMOKE_SYMBOLS = dict(min_length=1, max_length=5, alphabet_size=6)
 CURVE_POINTS = 5  # evaluations during training (exact match vs step)
 CURVE_BATCHES = {"smoke": 1, "full": 3}  # the loop's evaluation: batches of EVAL_BATCH strings
