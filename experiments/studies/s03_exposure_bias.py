@@ -387,9 +387,14 @@ def table(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _mean_by(rows: list[dict], kind: str, arm: str, key: str, value: str):
-    """(sorted keys, mean of `value` over seeds at each key) of the rows of one table and arm."""
-    group = [r for r in rows if r.get("table") == kind and r["arm"] == arm]
+def _mean_by(rows: list[dict], kind: str, arm: str, key: str, value: str, count: str = ""):
+    """(sorted keys, mean of `value` over seeds at each key) of the rows of one table and arm;
+    with `count`, only the rows where that many tokens were counted (> 0)."""
+    group = [
+        r
+        for r in rows
+        if r.get("table") == kind and r["arm"] == arm and (not count or r.get(count, 0) > 0)
+    ]
     keys = sorted({r[key] for r in group})
     return keys, [float(np.mean([r[value] for r in group if r[key] == k])) for k in keys]
 
@@ -414,12 +419,12 @@ def plot(rows: list[dict], steps: int):
     middle.set_title("(b) accuracy per output position")
     middle.legend(fontsize=6)
     arm = "teacher forcing"
-    for value, style, label in (
-        ("fr_acc_before_error", "o-", "free running, correct prefix"),
-        ("fr_acc_after_error", "s-", "free running, after the first error"),
-        ("tf_acc_after_error", "^:", "teacher forced, same positions"),
+    for value, count, style, label in (
+        ("fr_acc_before_error", "before_error_tokens", "o-", "free running, correct prefix"),
+        ("fr_acc_after_error", "after_error_tokens", "s-", "free running, after the first error"),
+        ("tf_acc_after_error", "after_error_tokens", "^:", "teacher forced, same positions"),
     ):
-        x, y = _mean_by(rows, "position", arm, "position", value)
+        x, y = _mean_by(rows, "position", arm, "position", value, count)
         right.plot(x, y, style, ms=3, label=label)
     right.set(xlabel="output position", ylabel="token accuracy", ylim=(-0.02, 1.02))
     right.set_title("(c) teacher-forcing arm: before / after the first error")
