@@ -474,6 +474,10 @@ def summary(rows: list[dict], seeds: int, mode: str) -> str:
         "right, and at positions after an earlier free-running error (with TF-acc on those same "
         "positions: what the model gets right there when fed the gold prefix).",
         "",
+        "tf_exact_match equals exact_match by construction (a greedy output that is right "
+        "everywhere was fed the gold prefix at every step, and the other way round): it checks "
+        "that the teacher-forced and the decoding paths agree.",
+        "",
         "Rule: gap(teacher forcing) > 0 in every seed, and EM(teacher forcing) - EM(always "
         "sample) ≥ 0.10 (paired, every seed agreeing). The scheduled-sampling row is reported "
         "and flagged, not gated.",
