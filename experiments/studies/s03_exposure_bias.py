@@ -48,6 +48,7 @@ flagged, not part of the study's verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -126,7 +127,7 @@ def training_config(mode: str, arm: str, seed: int):
         setattr(config.dataset.symbols, name, value)
     steps = STEPS[mode]
     config.num_train_steps = steps
-    config.eval_every_steps = max(steps // CURVE_POINTS, 1)
+    config.eval_every_steps = max(steps // CURVE_POINTS, 1) if mode == "full" else steps
     config.checkpoint_every_steps = steps  # one checkpoint: the final model
     config.keep_checkpoints = 1
     config.log_every_steps = max(steps // CURVE_POINTS, 1)
@@ -150,7 +151,10 @@ def final_model(config, workdir: Path):
         **dataset_options(config),
     )
     info = valid.info
-    family_config = model_config(config, info)
+    # Evaluation never reads the feeding options: one config (and one compile) for every arm.
+    family_config = dataclasses.replace(
+        model_config(config, info), teacher_forcing_ratio=1.0, scheduled_sampling_k=None
+    )
     task = task_class(config.task)(
         config.model.family,
         LossOptions(config.loss.label_smoothing, config.loss.z_loss),
