@@ -23,6 +23,7 @@ from experiments.studies import (
     s05_scaling_training,
     s06_heads,
     s07_positions,
+    s08_cost_per_layer,
     s08_path_length,
     s09_estimators,
     s10_beam,
@@ -39,10 +40,11 @@ TRAINED = [  # tiny smoke runs: the verdict is not checked there
     s12_squeeze_excitation,
 ]
 ONE_SEED = [s04_scores, s05_scaling_training, s10_beam]  # a compile per condition: one seed
+TIMED = [s08_cost_per_layer]  # timings at tiny sizes are not gated; the FLOP counts are
 
 
 @pytest.mark.parametrize(
-    "study", ANALYTIC + TRAINED + ONE_SEED, ids=lambda m: m.__name__.rsplit(".", 1)[-1]
+    "study", ANALYTIC + TRAINED + ONE_SEED + TIMED, ids=lambda m: m.__name__.rsplit(".", 1)[-1]
 )
 def test_smoke_run_writes_the_four_files_with_finite_values(study, tmp_path):
     seeds = "1" if study in ONE_SEED else "2"
@@ -50,6 +52,9 @@ def test_smoke_run_writes_the_four_files_with_finite_values(study, tmp_path):
     if study in ANALYTIC:  # analytic studies check their real numbers in smoke mode
         assert verdict == report.REPLICATED
     assert verdict in report.VERDICTS
+    if study in TIMED:  # XLA's FLOP counts against the formulas, slopes and crossover: real numbers
+        checks = study.flop_checks(report.read_rows(tmp_path / "results.csv"))
+        assert all(checks.values()), checks
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows
@@ -97,6 +102,36 @@ def test_path_length_verdict_fails_when_a_convolution_sees_too_far():
     assert s08_path_length.verdict(rows) == report.REPLICATED
     rows[1] = rows[1] | {"jac_norm": 1e-9}  # a nonzero reach beyond the receptive field
     assert s08_path_length.verdict(rows) == report.NOT_REPLICATED
+
+
+def _cost_rows(ms_of=None, gflop_of=None) -> list[dict]:
+    """The full sweeps with XLA's count = the formula and the time = 1 ms per GFLOP, unless
+    `ms_of(layer, n, d)` or `gflop_of(layer, n, d)` say otherwise."""
+    study = s08_cost_per_layer
+    rows = []
+    for (layer, n, d), sweep in study.conditions("full").items():
+        gflop = study.formula_flops(layer, 2, n, d) / 1e9
+        gflop = gflop_of(layer, n, d) if gflop_of else gflop
+        same = {"sweep": sweep, "layer": layer, "n": n, "d": d, "batch": 2}
+        rows.append(same | {"part": "flops", "gflop_xla": gflop, "within_elementwise": True})
+        for pass_name in study.PASSES:
+            ms = ms_of(layer, n, d) if ms_of else gflop
+            rows.append(same | {"part": "time", "pass": pass_name, "seed": 0, "ms": ms})
+    return rows
+
+
+def test_cost_per_layer_verdict_passes_and_fails():
+    study = s08_cost_per_layer
+    assert study.verdict(_cost_rows()) == report.REPLICATED
+    # an LSTM whose time does not grow with n (overhead-bound): the FLOPs hold, the time does not
+    flat = _cost_rows(ms_of=lambda layer, n, d: 1.0 if layer == "lstm" else n * n * d / 1e9)
+    assert study.verdict(flat) == report.INCONCLUSIVE
+    # attention's FLOPs linear in n: the claim itself fails
+    linear = _cost_rows(gflop_of=lambda layer, n, d: 2 * n * d * d / 1e9)
+    assert study.verdict(linear) == report.NOT_REPLICATED
+    off = _cost_rows()
+    off[0] = off[0] | {"within_elementwise": False}  # one count off its formula
+    assert study.verdict(off) == report.NOT_REPLICATED
 
 
 def test_paired_difference_and_verdicts():
