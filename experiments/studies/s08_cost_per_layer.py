@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from matplotlib.ticker import NullLocator
 
 from attn.layers import RNN, MultiHeadAttention
 from experiments.studies import report
@@ -348,7 +349,7 @@ def verdict(rows: list[dict]) -> str:
 
 # ---------------------------------------------------------------- outputs
 
-STYLES = {"self_attention": "o-", "lstm": "s-", "convolution": "^-"}
+STYLES = {"self_attention": ("o-", "C0"), "lstm": ("s-", "C1"), "convolution": ("^-", "C2")}
 
 
 def plot(rows: list[dict]):
@@ -364,11 +365,13 @@ def plot(rows: list[dict]):
                     sizes, ms = _series(rows, sweep, layer, pass_name)
                     fitted = slope(rows, sweep, layer, pass_name)
                     label = f"{layer} {pass_name.replace('_', '+')} (slope {fitted:.2f})"
-                    ax.plot(sizes, ms, STYLES[layer], alpha=alpha, label=label)
+                    style, color = STYLES[layer]
+                    ax.plot(sizes, ms, style, color=color, alpha=alpha, label=label)
             else:
                 sizes, gflop = _series(rows, sweep, layer, "flops")
                 fitted = slope(rows, sweep, layer, "flops")
-                ax.plot(sizes, gflop, STYLES[layer], label=f"{layer} XLA (slope {fitted:.2f})")
+                style, color = STYLES[layer]
+                ax.plot(sizes, gflop, style, color=color, label=f"{layer} XLA (slope {fitted:.2f})")
                 fixed = next(r for r in rows if _on(r, sweep))
                 batch, d = fixed["batch"], fixed["d"]
                 ax.plot(
@@ -379,6 +382,8 @@ def plot(rows: list[dict]):
                 )
         axis = "n (positions)" if sweep == "length" else "d (width)"
         ax.set(xscale="log", yscale="log", xlabel=axis)
+        ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_ylabel("best wall time (ms)" if quantity == "time" else "forward GFLOPs")
         ax.legend(fontsize=6)
     fixed_d = next(r["d"] for r in rows if _on(r, "length"))
