@@ -327,16 +327,17 @@ def table(rows: list[dict], part: str, extra: tuple[str, ...] = ()) -> list[dict
 
 
 def plot(rows: list[dict], mode: str):
-    figure, (left, right) = report.new_figure(11, 3.8, columns=2)
+    figure, (exact, tokens, per_position) = report.new_figure(15, 3.8, columns=3)
     length = TRAIN_LENGTH[mode]
+    positions = sorted({r["target_position"] for r in rows if r["part"] == "b_position"})
     for kind in KINDS:
         group = [r for r in rows if r["part"] == "b" and r["position"] == kind and "loss" in r]
         bins = list(dict.fromkeys(r["length_bin"] for r in group))
         centres = [np.mean([int(x) for x in b.split("-")]) for b in bins]
-        means = [np.mean([r["exact_match"] for r in group if r["length_bin"] == b]) for b in bins]
-        left.plot(centres, means, "o-", label=kind)
-        positions = sorted({r["target_position"] for r in rows if r["part"] == "b_position"})
-        per_position = [
+        for ax, name in ((exact, "exact_match"), (tokens, "token_accuracy")):
+            means = [np.mean([r[name] for r in group if r["length_bin"] == b]) for b in bins]
+            ax.plot(centres, means, "o-", label=kind)
+        losses = [
             [
                 r["loss"]
                 for r in rows
@@ -344,24 +345,22 @@ def plot(rows: list[dict], mode: str):
             ]
             for p in positions
         ]
-        if any(per_position):
-            right.plot(positions, [np.mean(v) for v in per_position], "-", label=kind)
-    for ax in (left, right):
+        if all(losses):
+            per_position.plot(positions, [np.mean(v) for v in losses], "-", label=kind)
+    for ax in (exact, tokens, per_position):
         ax.axvline(length + 0.5, color="grey", ls=":", lw=1)
         ax.legend(fontsize=7)
-    left.set(
-        xlabel="input length (bin centre)",
-        ylabel="exact match",
-        title=f"reverse, trained on 1-{length} letters",
+    exact.set(xlabel="input length (bin centre)", ylabel="exact match", ylim=(-0.02, 1.02))
+    exact.set_title(f"trained on 1-{length} letters; learned: none past its table", fontsize=9)
+    tokens.set(xlabel="input length (bin centre)", ylabel="token accuracy", ylim=(0, 1.02))
+    tokens.set_title("per-token accuracy by input length", fontsize=9)
+    per_position.set(
+        xscale="log", yscale="log", xlabel="target position", ylabel="token loss (nats)"
     )
-    right.set(
-        xscale="log",
-        yscale="log",
-        xlabel="target position",
-        ylabel="token loss (nats)",
-        title=f"inputs of {length + 1}-{2 * length} letters (learned: not applicable)",
+    per_position.set_title(
+        f"loss at each target position, inputs of {length + 1}-{2 * length} letters", fontsize=9
     )
-    figure.suptitle("S07 (a, b): position kinds in range and past the training length")
+    figure.suptitle(f"S07 (a, b): position kinds on {TASK}, in range and past the training length")
     return figure
 
 
