@@ -330,13 +330,13 @@ def plot(rows: list[dict], mode: str):
     figure, (exact, tokens, per_position) = report.new_figure(15, 3.8, columns=3)
     length = TRAIN_LENGTH[mode]
     positions = sorted({r["target_position"] for r in rows if r["part"] == "b_position"})
-    for kind in KINDS:
+    for colour, kind in enumerate(KINDS):  # one colour per kind in every panel
         group = [r for r in rows if r["part"] == "b" and r["position"] == kind and "loss" in r]
         bins = list(dict.fromkeys(r["length_bin"] for r in group))
         centres = [np.mean([int(x) for x in b.split("-")]) for b in bins]
         for ax, name in ((exact, "exact_match"), (tokens, "token_accuracy")):
             means = [np.mean([r[name] for r in group if r["length_bin"] == b]) for b in bins]
-            ax.plot(centres, means, "o-", label=kind)
+            ax.plot(centres, means, "o-", color=f"C{colour}", label=kind)
         losses = [
             [
                 r["loss"]
@@ -346,7 +346,8 @@ def plot(rows: list[dict], mode: str):
             for p in positions
         ]
         if all(losses):
-            per_position.plot(positions, [np.mean(v) for v in losses], "-", label=kind)
+            means = [np.mean(v) for v in losses]
+            per_position.plot(positions, means, "-", color=f"C{colour}", label=kind)
     for ax in (exact, tokens, per_position):
         ax.axvline(length + 0.5, color="grey", ls=":", lw=1)
         ax.legend(fontsize=7)
