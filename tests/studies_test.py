@@ -12,7 +12,7 @@ from flax import nnx
 from attn import viz
 from attn.kernels.hard_training import gradient_variance
 from attn.layers import collect_intermediates
-from attn.models import ViT, ViTConfig
+from attn.models import Transformer, ViT, ViTConfig
 from experiments.studies import (
     digits_cnn,
     digits_training,
@@ -23,6 +23,7 @@ from experiments.studies import (
     s05_scaling_training,
     s06_heads,
     s07_positions,
+    s07_positions_training,
     s08_cost_per_layer,
     s08_path_length,
     s09_estimators,
@@ -39,7 +40,12 @@ TRAINED = [  # tiny smoke runs: the verdict is not checked there
     s11_vit_vs_cnn,
     s12_squeeze_excitation,
 ]
-ONE_SEED = [s04_scores, s05_scaling_training, s10_beam]  # a compile per condition: one seed
+ONE_SEED = [
+    s04_scores,
+    s05_scaling_training,
+    s07_positions_training,
+    s10_beam,
+]  # a compile per condition: one seed
 TIMED = [s08_cost_per_layer]  # timings at tiny sizes are not gated; the FLOP counts are
 
 
@@ -491,3 +497,45 @@ def test_squeeze_excitation_verdict_passes_and_fails():
     assert s12_squeeze_excitation.verdict(_se_rows(gain, [0.5] * 5, falling)) == (
         report.NOT_REPLICATED
     )
+
+
+def _position_rows(em: dict[str, list[float]], loss_past: dict[str, list[float]]) -> list[dict]:
+    rows = [
+        {"part": "a", "position": kind, "seed": seed, "exact_match": value}
+        for kind, values in em.items()
+        for seed, value in enumerate(values)
+    ]
+    return rows + [
+        {"part": "b_all", "position": kind, "seed": seed, "loss": value}
+        for kind, values in loss_past.items()
+        for seed, value in enumerate(values)
+    ]
+
+
+def test_positions_training_verdict_passes_and_fails():
+    equal = {"sinusoidal": [0.99, 0.98, 0.995], "learned": [0.985, 0.99, 0.99], "none": [0.1] * 3}
+    alibi_better = {"sinusoidal": [5.5, 5.0, 6.0], "alibi": [0.9, 1.2, 0.8]}
+    study = s07_positions_training
+    rows = _position_rows(equal, alibi_better)
+    assert study.verdict_in_range(rows) == report.REPLICATED
+    assert study.verdict(rows) == report.REPLICATED
+    apart = equal | {"learned": [0.90, 0.91, 0.92]}  # learned 8 pp below, in every seed
+    assert study.verdict_in_range(_position_rows(apart, alibi_better)) == report.NOT_REPLICATED
+    ordered = equal | {"none": [0.9, 0.95, 0.9]}  # no positions, yet no collapse
+    assert study.verdict(_position_rows(ordered, alibi_better)) == report.NOT_REPLICATED
+    alibi_worse = {"sinusoidal": [0.9, 1.2, 0.8], "alibi": [5.5, 5.0, 6.0]}
+    assert study.verdict_extrapolation(_position_rows(equal, alibi_worse)) == (
+        report.NOT_REPLICATED
+    )
+    mixed = {"sinusoidal": [5.5, 1.0, 6.0], "alibi": [0.9, 1.2, 0.8]}
+    assert study.verdict(_position_rows(equal, mixed)) == report.INCONCLUSIVE
+
+
+def test_positions_training_learned_table_refuses_inputs_past_it():
+    config = s07_positions_training.model_config("learned", "smoke", vocab_size=20)
+    length = s07_positions_training.TRAIN_LENGTH["smoke"]
+    assert config.max_length == length + 1
+    model = Transformer(config, rngs=nnx.Rngs(0))
+    tokens = np.ones((1, length + 2), np.int32)
+    with pytest.raises(ValueError, match="max_length"):
+        model(tokens, tokens)
