@@ -21,7 +21,9 @@ inputs [B, T, N, H], is_causal=True):
 each as "forward" (jit of the call) and "forward+backward" (jit of jax.grad of
 sum(out · fixed random cotangent) with respect to q, k and v). Columns:
 
-  - ms: best of --repeats calls after one untimed warm-up call.
+  - ms: best of --repeats calls after one untimed warm-up call. At each T and pass the timed
+    calls of all rows alternate (one call of each row per round), so that a change in the
+    machine's load touches every row alike and the ratios within a run are the ones to quote.
   - compile s: trace + XLA compile time, measured separately.
   - peak MiB (XLA plan): temp + argument + output bytes of the compiled executable's
     `memory_analysis()`; deterministic. A configuration whose plan exceeds --memory-limit-gb is
@@ -45,7 +47,13 @@ The report (machine, conventions, Markdown table, and PASS/FAIL targets) goes to
 Flags:
   --lengths T [T ...]          sequence lengths (default 1024 2048 4096 8192 16384 32768)
   --repeats R                  timed calls per configuration, best reported (default 3)
-  --block-q, --block-k         blockwise block sizes (default: the kernel's defaults)
+  --block-q, --block-k         blockwise block sizes (default: the kernel's shape rule,
+                               `blockwise.default_block_shape`)
+  --blocks QxK [QxK ...]       extra blockwise rows with these explicit block shapes, labelled
+                               "blockwise QxK" (e.g. --blocks 256x256 for the earlier default)
+  --implementations I [I ...]  which of reference, blockwise, xla, torch to run (default: all;
+                               torch only where it is installed)
+  --head-dim H                 head dimension (default 64)
   --memory-limit-gb G          skip configurations whose planned peak exceeds G GiB (default 20)
   --max-seconds-per-call S     skip configurations estimated to take more than S s (default 120)
   --output PATH                also write the report to PATH
@@ -82,7 +90,8 @@ from measure import (
 import attn.kernels
 from attn.kernels import blockwise
 
-B, N, H = 1, 8, 64
+B, N = 1, 8
+DEFAULT_HEAD_DIM = 64
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_LENGTHS = (512, 1024)
 IMPLEMENTATIONS = ("reference", "blockwise", "xla", "torch")  # "torch" where it is installed
@@ -100,13 +109,24 @@ Attend = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 class Row:
     """One (implementation, pass, T) configuration and what was measured for it."""
 
-    implementation: str
+    implementation: str  # "reference", "blockwise", "blockwise QxK", "xla" or "torch"
     pass_name: str
     T: int
+    head_dim: int
     compile_s: float
     peak_bytes: int
     ms: float | None = None
     skipped: str | None = None
+
+
+def block_shape(text: str) -> tuple[int, int]:
+    """ "512x256" -> (512, 256), for --blocks."""
+    try:
+        block_q, block_k = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        message = f"a block shape is QxK, e.g. 512x256; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    return block_q, block_k
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -115,6 +135,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--block-q", type=int, default=None)
     parser.add_argument("--block-k", type=int, default=None)
+    parser.add_argument("--blocks", type=block_shape, nargs="+", default=[])
+    parser.add_argument(
+        "--implementations", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS)
+    )
+    parser.add_argument("--head-dim", type=int, default=DEFAULT_HEAD_DIM)
     parser.add_argument("--memory-limit-gb", type=float, default=20.0)
     parser.add_argument("--max-seconds-per-call", type=float, default=120.0)
     parser.add_argument("--output", default=None)
@@ -131,12 +156,23 @@ def block_sizes(args: argparse.Namespace) -> dict[str, int]:
     return {name: size for name, size in sizes.items() if size is not None}
 
 
+def row_names(args: argparse.Namespace) -> list[str]:
+    """The rows of each (T, pass), in order: the implementations asked for (torch only where it
+    is installed), then one "blockwise QxK" per --blocks shape."""
+    wanted = [i for i in IMPLEMENTATIONS if i in args.implementations]
+    names = [i for i in wanted if i != "torch" or torch_available()]
+    return names + [f"blockwise {q}x{k}" for q, k in args.blocks]
+
+
 def attention_function(implementation: str, sizes: dict[str, int]) -> Attend:
     if implementation == "xla":
         return lambda q, k, v: jax.nn.dot_product_attention(
             q, k, v, is_causal=True, implementation="xla"
         )
-    if implementation == "blockwise" and sizes:
+    if implementation.startswith("blockwise "):  # "blockwise QxK": explicit blocks
+        block_q, block_k = block_shape(implementation.split()[1])
+        sizes = {"block_q": block_q, "block_k": block_k}
+    if implementation.startswith("blockwise") and sizes:
         return lambda q, k, v: attn.kernels.blockwise_attention(q, k, v, is_causal=True, **sizes)
     return lambda q, k, v: attn.kernels.dot_product_attention(
         q, k, v, is_causal=True, implementation=implementation
@@ -153,14 +189,14 @@ def pass_function(attend: Attend, pass_name: str) -> Callable:
     return jax.grad(loss, argnums=(0, 1, 2))
 
 
-def make_inputs(T: int, seed: int = 0) -> dict[str, tuple[jax.Array, ...]]:
+def make_inputs(T: int, H: int, seed: int = 0) -> dict[str, tuple[jax.Array, ...]]:
     """q, k, v [B, T, N, H] and a cotangent for the backward pass, the same for every kernel."""
     keys = jax.random.split(jax.random.key(seed), 4)
     q, k, v, cotangent = (jax.random.normal(key, (B, T, N, H), jnp.float32) for key in keys)
     return {"forward": (q, k, v), "forward+backward": (q, k, v, cotangent)}
 
 
-def block_product_gflops(block_q: int, block_k: int) -> float:
+def block_product_gflops(block_q: int, block_k: int, H: int) -> float:
     """GFLOP/s of the blockwise kernel's per-block score product, alone: the batched float32
     [N, block_q, H] x [N, H, block_k] einsum that each visible block starts with."""
     q = jax.random.normal(jax.random.key(1), (N, block_q, H), jnp.float32)
@@ -173,7 +209,7 @@ def block_product_gflops(block_q: int, block_k: int) -> float:
     return gflops
 
 
-def attention_flops(T: int, pass_name: str) -> float:
+def attention_flops(T: int, pass_name: str, H: int) -> float:
     forward = 2 * B * N * T * T * H  # causal: half of 4·B·N·T·S·H
     return forward * (BACKWARD_FACTOR if pass_name == "forward+backward" else 1.0)
 
@@ -186,32 +222,35 @@ def estimated_seconds(last: tuple[int, float] | None, T: int) -> float | None:
     return last_s * (T / last_T) ** 2
 
 
-def run_configuration(
+def prepare_jax(
     implementation: str,
     pass_name: str,
     T: int,
     inputs: tuple[jax.Array, ...],
     args: argparse.Namespace,
     last: tuple[int, float] | None,
-) -> Row:
+) -> tuple[Row, Callable[[], object] | None]:
+    """Compile one JAX row; returns it and its call (None when it is skipped)."""
     fn = pass_function(attention_function(implementation, block_sizes(args)), pass_name)
     compiled, compile_s = compile_timed(fn, inputs)
-    row = Row(implementation, pass_name, T, compile_s, planned_peak_bytes(compiled))
+    row = Row(implementation, pass_name, T, args.head_dim, compile_s, planned_peak_bytes(compiled))
     estimate = estimated_seconds(last, T)
     if row.peak_bytes > args.memory_limit_gb * GIB:
         row.skipped = f"skipped: needs {row.peak_bytes / GIB:.1f} GiB"
-    elif estimate is not None and estimate > args.max_seconds_per_call:
+        return row, None
+    if estimate is not None and estimate > args.max_seconds_per_call:
         row.skipped = f"skipped: ~{estimate:,.1f} s estimated"
-    else:
-        row.ms, _ = best_ms(functools.partial(compiled, *inputs), args.repeats)
-    return row
+        return row, None
+    return row, functools.partial(compiled, *inputs)
 
 
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def run_torch(pass_name: str, T: int, inputs: tuple[jax.Array, ...], args, last) -> Row:
+def prepare_torch(
+    pass_name: str, T: int, inputs: tuple[jax.Array, ...], args, last
+) -> tuple[Row, Callable[[], object] | None]:
     """PyTorch's fused SDPA on the same inputs (the optional "torch" column)."""
     import torch
 
@@ -220,11 +259,11 @@ def run_torch(pass_name: str, T: int, inputs: tuple[jax.Array, ...], args, last)
     q, k, v, *cotangent = (
         torch.from_numpy(np.asarray(x).transpose(0, 2, 1, 3).copy()) for x in inputs
     )
-    row = Row("torch", pass_name, T, 0.0, 0)
+    row = Row("torch", pass_name, T, args.head_dim, 0.0, 0)
     estimate = estimated_seconds(last, T)
     if estimate is not None and estimate > args.max_seconds_per_call:
         row.skipped = f"skipped: ~{estimate:,.1f} s estimated"
-        return row
+        return row, None
 
     def call():
         if pass_name == "forward":
@@ -235,37 +274,48 @@ def run_torch(pass_name: str, T: int, inputs: tuple[jax.Array, ...], args, last)
         (out * cotangent[0]).sum().backward()
         return out
 
-    call()  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    row.ms = 1e3 * min(times)
-    return row
+    return row, call
+
+
+def time_alternating(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best ms of each call: one untimed warm-up call each, then `repeats` rounds of one timed
+    call of each, in turn."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        jax.block_until_ready(call())
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * min(samples) for name, samples in times.items()}
 
 
 def run_all(args: argparse.Namespace, meter: PeakMeter) -> list[Row]:
-    implementations = [i for i in IMPLEMENTATIONS if i != "torch" or torch_available()]
     rows = []
     last_measured: dict[tuple[str, str], tuple[int, float]] = {}
     for T in sorted(args.lengths):
-        inputs = make_inputs(T)
+        inputs = make_inputs(T, args.head_dim)
         for pass_name in PASSES:
-            for implementation in implementations:
-                config = (implementation, pass_name)
-                meter.sample()  # the peak, interleaved with the timed rows
-                run = (
-                    run_torch
-                    if implementation == "torch"
-                    else functools.partial(run_configuration, implementation)
-                )
-                row = run(pass_name, T, inputs[pass_name], args, last_measured.get(config))
-                if row.ms is not None:
-                    last_measured[config] = (T, row.ms / 1e3)
+            meter.sample()  # the peak, interleaved with the timed rows
+            prepared, calls = [], {}
+            for name in row_names(args):
+                last = last_measured.get((name, pass_name))
+                if name == "torch":
+                    row, call = prepare_torch(pass_name, T, inputs[pass_name], args, last)
+                else:
+                    row, call = prepare_jax(name, pass_name, T, inputs[pass_name], args, last)
+                prepared.append(row)
+                if call is not None:
+                    calls[name] = call
+            best = time_alternating(calls, args.repeats)
+            for row in prepared:
+                if row.implementation in best:
+                    row.ms = best[row.implementation]
+                    last_measured[(row.implementation, pass_name)] = (T, row.ms / 1e3)
                 result = row.skipped or f"{row.ms:.1f} ms"
-                progress(f"{implementation:9s} {pass_name:16s} T={T:6d}: {result}")
-                rows.append(row)
+                progress(f"{row.implementation:17s} {pass_name:16s} T={T:6d}: {result}")
+            rows.extend(prepared)
     return rows
 
 
@@ -297,7 +347,7 @@ def row_cells(rows: list[Row], row: Row, peak_gflops: float) -> list[str]:
     torch_cell = [f"{torch_speedup:.2f}x" if torch_speedup else ""] if with_torch else []
     if row.ms is None:
         return [*head, str(row.skipped), *compile_and_memory, "", "", "", *torch_cell]
-    gflops = attention_flops(row.T, row.pass_name) / (1e6 * row.ms)
+    gflops = attention_flops(row.T, row.pass_name, row.head_dim) / (1e6 * row.ms)
     speedup = speedup_over_xla(rows, row)
     return [
         *head,
@@ -326,10 +376,8 @@ def table(rows: list[Row], peak_gflops: float) -> list[str]:
     if any(r.implementation == "torch" for r in rows):
         header.append("torch ms / ms")
         align.append("---:")
-    ordered = sorted(
-        rows,
-        key=lambda r: (PASSES.index(r.pass_name), r.T, IMPLEMENTATIONS.index(r.implementation)),
-    )
+    position = {id(row): index for index, row in enumerate(rows)}
+    ordered = sorted(rows, key=lambda r: (PASSES.index(r.pass_name), r.T, position[id(r)]))
     body = [table_line(row_cells(rows, row, peak_gflops)) for row in ordered]
     return [table_line(header), table_line(align), *body]
 
@@ -350,7 +398,7 @@ def peak_fraction_target(rows: list[Row], peak_gflops: float, fraction: float) -
     if row is None or row.ms is None:
         ok, measured = None, "not measured"
     else:
-        gflops = attention_flops(TARGET_T, "forward") / (1e6 * row.ms)
+        gflops = attention_flops(TARGET_T, "forward", row.head_dim) / (1e6 * row.ms)
         measured = share_of_peak(gflops, peak_gflops)
         ok = None if gflops > peak_gflops else gflops >= fraction * peak_gflops
     return (
@@ -409,17 +457,40 @@ def targets(rows: list[Row], peak_gflops: float, memory_limit_gb: float) -> list
     ]
 
 
-def blockwise_blocks(args: argparse.Namespace) -> tuple[int, int]:
-    """The (block_q, block_k) the blockwise rows run with."""
-    sizes = block_sizes(args)
-    return (
-        sizes.get("block_q", blockwise.DEFAULT_BLOCK_Q),
-        sizes.get("block_k", blockwise.DEFAULT_BLOCK_K),
-    )
+def blockwise_shapes(args: argparse.Namespace) -> dict[str, list[tuple[int, int]]]:
+    """The (block_q, block_k) of each blockwise row: per length for the kernel's shape rule,
+    or the explicit shape (--block-q/--block-k, --blocks)."""
+    shapes = {}
+    for name in row_names(args):
+        if name.startswith("blockwise "):
+            shapes[name] = [block_shape(name.split()[1])]
+        elif name == "blockwise":
+            by_length = []
+            for T in sorted(args.lengths):
+                sizes = block_sizes(args)
+                shape = blockwise.block_shape(
+                    T, T, args.head_dim, sizes.get("block_q"), sizes.get("block_k")
+                )
+                if shape not in by_length:
+                    by_length.append(shape)
+            shapes[name] = by_length
+    return shapes
 
 
-def header(args: argparse.Namespace, meter: PeakMeter, block_gflops: float) -> list[str]:
-    block_q, block_k = blockwise_blocks(args)
+def header(
+    args: argparse.Namespace, meter: PeakMeter, block_gflops: dict[tuple[int, int], float]
+) -> list[str]:
+    H = args.head_dim
+    shape_lines = []
+    for name, shapes in blockwise_shapes(args).items():
+        described = "; ".join(
+            f"{q}x{k} (score product [{N}, {q}, {H}] x [{N}, {H}, {k}] alone: "
+            f"{block_gflops[q, k]:.1f} GFLOP/s, {share_of_peak(block_gflops[q, k], meter.best)} "
+            "of the matmul peak)"
+            for q, k in shapes
+        )
+        rule = " (the kernel's rule, by T)" if name == "blockwise" and not block_sizes(args) else ""
+        shape_lines.append(f"- {name}: blocks{rule} {described}")
     return [
         "# Causal self-attention benchmark",
         "",
@@ -428,11 +499,10 @@ def header(args: argparse.Namespace, meter: PeakMeter, block_gflops: float) -> l
         meter.line(),
         "- FLOPs: forward = 2·B·N·T²·H (causal: half of 4·B·N·T·S·H); forward+backward = "
         f"{BACKWARD_FACTOR} x forward (FlashAttention-2 convention: backward = 2.5 x forward)",
-        f"- blockwise: block_q={block_q}, block_k={block_k}; its per-block score product alone "
-        f"([{N}, {block_q}, {H}] x [{N}, {H}, {block_k}]) runs at {block_gflops:.1f} GFLOP/s "
-        f"({share_of_peak(block_gflops, meter.best)} of the matmul peak)",
-        f"- ms: best of {args.repeats} after one untimed warm-up call; compile s: trace + "
-        "compile; peak: temp + argument + output of the compiled executable's memory analysis",
+        *shape_lines,
+        f"- ms: best of {args.repeats} after one untimed warm-up call, the rows' timed calls "
+        "alternating; compile s: trace + compile; peak: temp + argument + output of the compiled "
+        "executable's memory analysis",
         f"- Skipped: planned peak > {args.memory_limit_gb:g} GiB, or estimated time > "
         f"{args.max_seconds_per_call:g} s per call (last measured length, scaled by T²)",
         "",
@@ -442,7 +512,11 @@ def header(args: argparse.Namespace, meter: PeakMeter, block_gflops: float) -> l
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     meter = PeakMeter()
-    block_gflops = block_product_gflops(*blockwise_blocks(args))
+    block_gflops = {
+        shape: block_product_gflops(*shape, args.head_dim)
+        for shapes in blockwise_shapes(args).values()
+        for shape in shapes
+    }
     rows = run_all(args, meter)
     peak_gflops = meter.sample()
     progress(f"matmul peak: {peak_gflops:.1f} GFLOP/s, best of {meter.samples} samples")

@@ -12,7 +12,7 @@ from flax import nnx
 from attn import viz
 from attn.kernels.hard_training import gradient_variance
 from attn.layers import collect_intermediates
-from attn.models import ViT, ViTConfig
+from attn.models import Transformer, ViT, ViTConfig
 from experiments.studies import (
     digits_cnn,
     digits_training,
@@ -20,13 +20,17 @@ from experiments.studies import (
     report,
     s01_bottleneck,
     s02_reversed_source,
+    s03_exposure_bias,
     s04_scores,
     s05_scaling,
     s05_scaling_training,
     s06_heads,
     s07_positions,
+    s07_positions_training,
+    s08_cost_per_layer,
     s08_path_length,
     s09_estimators,
+    s09_hard_training,
     s10_beam,
     s11_vit_vs_cnn,
     s12_squeeze_excitation,
@@ -44,14 +48,18 @@ TRAINED = [  # tiny smoke runs: the verdict is not checked there
 ONE_SEED = [
     s01_bottleneck,
     s02_reversed_source,
+    s03_exposure_bias,
     s04_scores,
     s05_scaling_training,
+    s07_positions_training,
+    s09_hard_training,
     s10_beam,
 ]  # a compile per condition: one seed
+TIMED = [s08_cost_per_layer]  # timings at tiny sizes are not gated; the FLOP counts are
 
 
 @pytest.mark.parametrize(
-    "study", ANALYTIC + TRAINED + ONE_SEED, ids=lambda m: m.__name__.rsplit(".", 1)[-1]
+    "study", ANALYTIC + TRAINED + ONE_SEED + TIMED, ids=lambda m: m.__name__.rsplit(".", 1)[-1]
 )
 def test_smoke_run_writes_the_four_files_with_finite_values(study, tmp_path):
     seeds = "1" if study in ONE_SEED else "2"
@@ -59,6 +67,9 @@ def test_smoke_run_writes_the_four_files_with_finite_values(study, tmp_path):
     if study in ANALYTIC:  # analytic studies check their real numbers in smoke mode
         assert verdict == report.REPLICATED
     assert verdict in report.VERDICTS
+    if study in TIMED:  # XLA's FLOP counts against the formulas, slopes and crossover: real numbers
+        checks = study.flop_checks(report.read_rows(tmp_path / "results.csv"))
+        assert all(checks.values()), checks
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows
@@ -106,6 +117,36 @@ def test_path_length_verdict_fails_when_a_convolution_sees_too_far():
     assert s08_path_length.verdict(rows) == report.REPLICATED
     rows[1] = rows[1] | {"jac_norm": 1e-9}  # a nonzero reach beyond the receptive field
     assert s08_path_length.verdict(rows) == report.NOT_REPLICATED
+
+
+def _cost_rows(ms_of=None, gflop_of=None) -> list[dict]:
+    """The full sweeps with XLA's count = the formula and the time = 1 ms per GFLOP, unless
+    `ms_of(layer, n, d)` or `gflop_of(layer, n, d)` say otherwise."""
+    study = s08_cost_per_layer
+    rows = []
+    for (layer, n, d), sweep in study.conditions("full").items():
+        gflop = study.formula_flops(layer, 2, n, d) / 1e9
+        gflop = gflop_of(layer, n, d) if gflop_of else gflop
+        same = {"sweep": sweep, "layer": layer, "n": n, "d": d, "batch": 2}
+        rows.append(same | {"part": "flops", "gflop_xla": gflop, "within_elementwise": True})
+        for pass_name in study.PASSES:
+            ms = ms_of(layer, n, d) if ms_of else gflop
+            rows.append(same | {"part": "time", "pass": pass_name, "seed": 0, "ms": ms})
+    return rows
+
+
+def test_cost_per_layer_verdict_passes_and_fails():
+    study = s08_cost_per_layer
+    assert study.verdict(_cost_rows()) == report.REPLICATED
+    # an LSTM whose time does not grow with n (overhead-bound): the FLOPs hold, the time does not
+    flat = _cost_rows(ms_of=lambda layer, n, d: 1.0 if layer == "lstm" else n * n * d / 1e9)
+    assert study.verdict(flat) == report.INCONCLUSIVE
+    # attention's FLOPs linear in n: the claim itself fails
+    linear = _cost_rows(gflop_of=lambda layer, n, d: 2 * n * d * d / 1e9)
+    assert study.verdict(linear) == report.NOT_REPLICATED
+    off = _cost_rows()
+    off[0] = off[0] | {"within_elementwise": False}  # one count off its formula
+    assert study.verdict(off) == report.NOT_REPLICATED
 
 
 def test_paired_difference_and_verdicts():
@@ -224,6 +265,36 @@ def test_estimator_gradients_vary_only_where_a_draw_is_made():
         gradient, jax.random.key(1), estimators=["straight_through_argmax"], num_samples=4
     )
     assert variance["straight_through_argmax"] == 0.0  # no draw: why it is left out of the study
+
+
+def _hard_training_rows(exact_match: dict[str, list[float]]) -> list[dict]:
+    """Final rows of s09_hard_training: estimator -> exact match per seed."""
+    return [
+        {"row": "final", "estimator": estimator, "seed": seed, "exact_match": em}
+        | {"steps_to_90": 500, "reached_90": em >= 0.9}
+        for estimator, per_seed in exact_match.items()
+        for seed, em in enumerate(per_seed)
+    ]
+
+
+def test_hard_training_verdict_passes_and_fails():
+    soft = [1.0, 0.99, 1.0]
+    hard = {estimator: [0.97, 0.99, 0.95] for estimator in s09_hard_training.HARD}
+    rows = _hard_training_rows({"soft": soft} | hard)
+    assert s09_hard_training.verdict(rows) == report.REPLICATED
+    # REINFORCE ahead of soft in every seed: Xu's ranking
+    better = _hard_training_rows(
+        {"soft": [0.92, 0.93, 0.91]} | hard | {"reinforce": [0.99, 0.99, 0.98]}
+    )
+    assert s09_hard_training.verdict(better) == report.NOT_REPLICATED
+    # ahead in the mean only
+    mixed = _hard_training_rows({"soft": [1.0, 0.95, 1.0]} | hard | {"reinforce": [0.99, 1.0, 1.0]})
+    assert s09_hard_training.verdict(mixed) == report.INCONCLUSIVE
+    # soft itself did not learn: no conclusion about the hard estimators
+    untrained = _hard_training_rows(
+        {"soft": [0.5, 0.6, 0.55]} | {estimator: [0.1] * 3 for estimator in hard}
+    )
+    assert s09_hard_training.verdict(untrained) == report.INCONCLUSIVE
 
 
 def _recall_rows(values: dict[tuple[str, int], list[tuple[float, float]]]) -> list[dict]:
@@ -560,3 +631,102 @@ def test_reversed_source_reuses_a_matching_bottleneck_run(tmp_path):
     assert s02_reversed_source.shared_rows(folder, "smoke", 3) == []  # another protocol
     assert s02_reversed_source.shared_rows(folder, "full", 4) == []  # a seed it lacks
     assert s02_reversed_source.shared_rows(tmp_path / "absent", "full", 3) == []
+
+
+def _exposure_rows(tf_acc, fr_acc, em: dict[str, list[float]]) -> list[dict]:
+    rows = []
+    for arm, values in em.items():
+        for seed, value in enumerate(values):
+            rows.append(
+                {"table": "final", "arm": arm, "seed": seed, "exact_match": value}
+                | {
+                    "tf_acc": tf_acc[seed],
+                    "fr_acc": fr_acc[seed] if arm == "teacher forcing" else 0,
+                }
+            )
+    return rows
+
+
+def test_exposure_bias_verdict_passes_and_fails():
+    em = {
+        "teacher forcing": [0.60, 0.55, 0.62],
+        "fixed 0.5": [0.50, 0.52, 0.58],
+        "inverse sigmoid": [0.61, 0.55, 0.60],
+        "always sample": [0.20, 0.31, 0.25],
+    }
+    gap = ([0.95, 0.94, 0.96], [0.90, 0.91, 0.93])
+    assert s03_exposure_bias.verdict(_exposure_rows(*gap, em)) == report.REPLICATED
+    # always-sample only 5 pp below teacher forcing: the rule asks for 10 pp
+    close = em | {"always sample": [0.55, 0.50, 0.57]}
+    assert s03_exposure_bias.verdict(_exposure_rows(*gap, close)) == report.INCONCLUSIVE
+    # free running better than teacher forced in every seed: the gap is reversed
+    reversed_gap = ([0.90, 0.91, 0.93], [0.95, 0.94, 0.96])
+    assert s03_exposure_bias.verdict(_exposure_rows(*reversed_gap, em)) == report.NOT_REPLICATED
+
+
+def test_exposure_metrics_split_positions_at_the_first_error():
+    eos, pad = 2, 0
+    targets = np.array([[5, 6, 7, eos], [5, 6, eos, pad]])
+    forced = np.array([[5, 6, 7, eos], [5, 9, eos, pad]])
+    free = np.array([[5, 8, 7, 7], [5, 6, eos, pad]])  # row 0 errs at 2, then 7 right, EOS wrong
+    overall, per_position = s03_exposure_bias.exposure_metrics(targets, forced, free)
+    assert overall["tf_acc"] == 6 / 7 and overall["fr_acc"] == 5 / 7
+    assert math.isclose(overall["gap"], 1 / 7)
+    assert overall["exact_match"] == 0.5 and overall["tf_exact_match"] == 0.5
+    assert overall["fr_acc_before_error"] == 4 / 5  # 5, 8 | 5, 6, EOS
+    assert overall["fr_acc_after_error"] == 1 / 2 and overall["after_error_tokens"] == 2
+    assert overall["tf_acc_after_error"] == 1.0
+    assert [p["position"] for p in per_position] == [1, 2, 3, 4]
+    assert per_position[1]["fr_acc"] == 0.5 and per_position[3]["tokens"] == 1
+
+
+def test_exposure_bias_schedule_passes_one_half_mid_run_and_starts_near_one():
+    from attn.models.seq2seq_inputs import inverse_sigmoid_decay
+
+    for steps in (600, 1500, 3000):
+        k = s03_exposure_bias.schedule_k(steps)
+        assert abs(float(inverse_sigmoid_decay(steps // 2, k)) - 0.5) < 0.01, (steps, k)
+        assert float(inverse_sigmoid_decay(0, k)) > 0.98
+    assert 250 < s03_exposure_bias.schedule_k(3000) < 300  # the brief: k = 300, ε = 1/2 at 1,711
+
+
+def _position_rows(em: dict[str, list[float]], loss_past: dict[str, list[float]]) -> list[dict]:
+    rows = [
+        {"part": "a", "position": kind, "seed": seed, "exact_match": value}
+        for kind, values in em.items()
+        for seed, value in enumerate(values)
+    ]
+    return rows + [
+        {"part": "b_all", "position": kind, "seed": seed, "loss": value}
+        for kind, values in loss_past.items()
+        for seed, value in enumerate(values)
+    ]
+
+
+def test_positions_training_verdict_passes_and_fails():
+    equal = {"sinusoidal": [0.99, 0.98, 0.995], "learned": [0.985, 0.99, 0.99], "none": [0.1] * 3}
+    alibi_better = {"sinusoidal": [5.5, 5.0, 6.0], "alibi": [0.9, 1.2, 0.8]}
+    study = s07_positions_training
+    rows = _position_rows(equal, alibi_better)
+    assert study.verdict_in_range(rows) == report.REPLICATED
+    assert study.verdict(rows) == report.REPLICATED
+    apart = equal | {"learned": [0.90, 0.91, 0.92]}  # learned 8 pp below, in every seed
+    assert study.verdict_in_range(_position_rows(apart, alibi_better)) == report.NOT_REPLICATED
+    ordered = equal | {"none": [0.9, 0.95, 0.9]}  # no positions, yet no collapse
+    assert study.verdict(_position_rows(ordered, alibi_better)) == report.NOT_REPLICATED
+    alibi_worse = {"sinusoidal": [0.9, 1.2, 0.8], "alibi": [5.5, 5.0, 6.0]}
+    assert study.verdict_extrapolation(_position_rows(equal, alibi_worse)) == (
+        report.NOT_REPLICATED
+    )
+    mixed = {"sinusoidal": [5.5, 1.0, 6.0], "alibi": [0.9, 1.2, 0.8]}
+    assert study.verdict(_position_rows(equal, mixed)) == report.INCONCLUSIVE
+
+
+def test_positions_training_learned_table_refuses_inputs_past_it():
+    config = s07_positions_training.model_config("learned", "smoke", vocab_size=20)
+    length = s07_positions_training.TRAIN_LENGTH["smoke"]
+    assert config.max_length == length + 1
+    model = Transformer(config, rngs=nnx.Rngs(0))
+    tokens = np.ones((1, length + 2), np.int32)
+    with pytest.raises(ValueError, match="max_length"):
+        model(tokens, tokens)

@@ -14,8 +14,11 @@ Blocks that the causal triangle, the local window, the sequence lengths or the m
 are never computed, so causal attention does about half the work of full attention (under
 `jax.vmap` the skip turns into a select and every block is computed, with the same result). Sequence
 lengths need not be multiples of the block sizes. Numerics follow `attn.kernels.attention`:
-float32 logits and softmax, masked logits at a finite large negative value, output 0 and gradient 0
-for a query that may attend to no key.
+float32 logits and softmax, a bias's -inf clamped to a finite large negative value, output 0 and
+gradient 0 for a query that may attend to no key. Inside a block, masked logits are set to -inf
+before the exponential (the running max starts at a finite floor, so e^(s − m) is exactly 0 for
+them): one pass over the [block_q, block_k] scores fewer than zeroing the probabilities after it,
+which XLA's CPU code repeated for each of their two consumers (the row sum and the product with V).
 """
 
 from __future__ import annotations
@@ -34,8 +37,47 @@ from attn.kernels.scores import accumulation_dtype
 from attn.kernels.validation import multihead_inputs
 from attn.typing import Array, ArrayLike
 
-DEFAULT_BLOCK_Q = 256
-DEFAULT_BLOCK_K = 256
+BLOCK_K = 256  # keys per block, whatever the shapes (the rule below)
+SHORT_BLOCK_Q = 256  # queries per block below LONG_QUERIES queries, or with a wide head
+LONG_BLOCK_Q = 512  # queries per block from LONG_QUERIES queries on, with a head of <= WIDE_HEAD
+LONG_QUERIES = 4 * LONG_BLOCK_Q  # at least four query blocks of LONG_BLOCK_Q
+WIDE_HEAD = 64
+
+
+def default_block_shape(T: int, S: int, H: int) -> tuple[int, int]:
+    """(block_q, block_k) for T queries, S keys and head dim H when the caller gives none.
+
+    Measured on a 2-core CPU, causal, float32, N = 8 (benchmarks/README.md, "Block shapes"; the
+    H > 64 row only on a heavily loaded machine):
+
+        | T (queries)        | H (head dim) | block_q | block_k |
+        | ------------------ | ------------ | ------: | ------: |
+        | >= 2048            | <= 64        |     512 |     256 |
+        | >= 2048            | > 64         |     256 |     256 |
+        | < 2048             | any          |     256 |     256 |
+
+    then each clipped to T and S. Why: the per-block score product [N, bq, H] x [N, H, bk] runs
+    at about half the matmul peak at 256 x 256 and near it from 512 x 256 up, so larger blocks pay;
+    but with causal masking each query block also computes the part of its diagonal key blocks
+    above the diagonal, about 1 / (number of query blocks) of the useful work, so 512-query blocks
+    pay only from four of them (T >= 2048) on. A wider head makes the 256-query product
+    efficient already and the larger blocks' working set ([bq, H] queries and accumulator, [bk, H]
+    keys and values) outgrows the cache. Key blocks stay at 256: 512 was slower in the backward
+    pass. The number of cores does not enter: the query blocks run one after another and XLA
+    splits each block's products and softmax passes across the cores.
+    """
+    block_q = LONG_BLOCK_Q if T >= LONG_QUERIES and H <= WIDE_HEAD else SHORT_BLOCK_Q
+    return min(block_q, T), min(BLOCK_K, S)
+
+
+def block_shape(T: int, S: int, H: int, block_q: int | None, block_k: int | None):
+    """The (block_q, block_k) a call runs with: each one given wins over `default_block_shape`,
+    and both are clipped to T and S."""
+    if block_q is None or block_k is None:
+        default_q, default_k = default_block_shape(T, S, H)
+        block_q = default_q if block_q is None else block_q
+        block_k = default_k if block_k is None else block_k
+    return min(block_q, T), min(block_k, S)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +124,8 @@ def blockwise_attention(
     query_seq_lengths: ArrayLike | None = None,
     key_value_seq_lengths: ArrayLike | None = None,
     local_window_size: int | tuple[int, int] | None = None,
-    block_q: int = DEFAULT_BLOCK_Q,
-    block_k: int = DEFAULT_BLOCK_K,
+    block_q: int | None = None,
+    block_k: int | None = None,
 ) -> Array:
     """Blockwise (flash) attention with the arguments of `dot_product_attention`.
 
@@ -101,8 +143,8 @@ def blockwise_attention(
       query_seq_lengths: int[B]; later queries attend to nothing (output 0).
       key_value_seq_lengths: int[B]; later keys are masked.
       local_window_size: w or (left, right): query i sees keys i - left .. i + right.
-      block_q: queries per block (clipped to T).
-      block_k: keys per block (clipped to S).
+      block_q: queries per block (clipped to T); default from `default_block_shape`.
+      block_k: keys per block (clipped to S); default from `default_block_shape`.
 
     Returns:
       out[B, T, N, Hv] (or [T, N, Hv]) in the dtype of `query`.
@@ -121,9 +163,7 @@ def blockwise_attention(
         key_value_seq_lengths=key_value_seq_lengths,
         implementation="blockwise",
     )
-    if not (
-        isinstance(block_q, int) and isinstance(block_k, int) and block_q >= 1 and block_k >= 1
-    ):
+    if not all(b is None or (isinstance(b, int) and b >= 1) for b in (block_q, block_k)):
         raise ValueError(f"block_q and block_k must be ints >= 1, got {block_q!r} and {block_k!r}")
     out = _blockwise(
         *inputs[:7],
@@ -148,8 +188,8 @@ def _blockwise(
     scale: float | None,
     is_causal: bool,
     local_window_size: int | tuple[int, int] | None,
-    block_q: int = DEFAULT_BLOCK_Q,
-    block_k: int = DEFAULT_BLOCK_K,
+    block_q: int | None = None,
+    block_k: int | None = None,
 ) -> Array:
     """`blockwise_attention` on checked, batched arrays (see `validation.multihead_inputs`)."""
     B, T, N, H = query.shape
@@ -160,7 +200,7 @@ def _blockwise(
     static_scale = _concrete_scale(scale, H)
     if static_scale is None:  # a traced scale (learned temperature): fold it into the queries
         query = query * jnp.asarray(scale, query.dtype)
-    block_q, block_k = min(block_q, T), min(block_k, S)
+    block_q, block_k = block_shape(T, S, H, block_q, block_k)
     plan = _Plan(
         T=T,
         S=S,
@@ -350,12 +390,10 @@ def _forward(q, k, v, bias_grouped, mask_grouped, q_lengths, kv_lengths, visible
             v_j = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
             s = _logits(q_i, k_j, bias_grouped, i, j, plan)
             allowed = _element_mask(i, j, mask_grouped, q_lengths, kv_lengths, plan)
-            if allowed is not None:
-                s = jnp.where(allowed, s, floor)
+            if allowed is not None:  # e^(-inf - m) = 0 exactly: m starts at the finite floor
+                s = jnp.where(allowed, s, -jnp.inf)
             m_new = jnp.maximum(m, jnp.max(s, axis=-1))
             p = jnp.exp(s - m_new[..., None])
-            if allowed is not None:
-                p = jnp.where(allowed, p, 0.0)
             correction = jnp.exp(m - m_new)
             l = l * correction + jnp.sum(p, axis=-1)
             pv = jnp.einsum(
@@ -415,10 +453,10 @@ def _flash_backward(plan: _Plan, residuals, d_out):
             lse_i = lax.dynamic_slice_in_dim(lse, i * bq, bq, axis=3)  # [B, K, G, bq]
             delta_i = lax.dynamic_slice_in_dim(delta, i * bq, bq, axis=3)
             s = _logits(q_i, k_j, bias_grouped, i, j, plan)
-            p = jnp.exp(s - lse_i[..., None])  # [B, K, G, bq, bk]
             allowed = _element_mask(i, j, mask_grouped, q_lengths, kv_lengths, plan)
-            if allowed is not None:
-                p = jnp.where(allowed, p, 0.0)
+            if allowed is not None:  # e^(-inf - L) = 0 exactly (L = 0 for a row that sees no key)
+                s = jnp.where(allowed, s, -jnp.inf)
+            p = jnp.exp(s - lse_i[..., None])  # [B, K, G, bq, bk]
             dv_j = dv_j + jnp.einsum("BKGqk,BKGqH->BKkH", p, do_i)
             dp = jnp.einsum("BKGqH,BKkH->BKGqk", do_i, v_j, preferred_element_type=dtype)
             ds = p * (dp - delta_i[..., None])  # d logits

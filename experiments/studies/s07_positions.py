@@ -22,8 +22,8 @@ Expected and pass (the studies brief): no positions, error ≤ 1e-5; sinusoidal 
 > 1e-2; rotation, error ≤ 1e-5 — in every seed. Smoke and full compute the same numbers (full
 with more seeds).
 
-Not in this module: parts (a) (sinusoidal vs learned vs no positions on `dates`) and (b)
-(extrapolation of a character LM past its training length); both need trained models.
+Not in this module: parts (a) (sinusoidal vs learned vs no positions in range) and (b)
+(extrapolation past the training length), which need trained models: `s07_positions_training`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ the convolution stacks, against `attn.models.max_path_length`.
 Expected: the convolution's reach is exactly 0 beyond its receptive field and the dilated stack
 reaches 1024 with 10 layers; the LSTM's reach decays geometrically (ratio n = 64 vs 8 < 1e-2, and
 < 1e-6 by n = 256); attention's stays nonzero at every n, and falls roughly like 1/n: a path of
-length 1 is not a large gradient. Part (b) of the brief (wall time per layer against n) is not
-part of this module: timings need a quiet machine.
+length 1 is not a large gradient. Part (b) of the brief, the cost per layer against n and d, is
+`s08_cost_per_layer`.
 """
 
 from __future__ import annotations

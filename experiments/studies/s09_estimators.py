@@ -31,8 +31,8 @@ log10 3 and log10 Var(reinforce) − log10 Var(reinforce + baseline) ≥ log10 2
 when both hold at every S; NOT REPLICATED when one is reversed with an interval excluding 0;
 INCONCLUSIVE otherwise. Growth with S is reported, not gated.
 
-Not in this module: part (a), soft vs hard `Seq2SeqRNN` trained on `reverse` and `dates`, which
-needs the hard-attention training of `experiments/train.py`.
+Not in this module: part (a), soft vs hard `Seq2SeqRNN` trained end to end, which is
+`s09_hard_training`.
 """
 
 from __future__ import annotations
@@ -266,7 +266,8 @@ def summary(rows: list[dict], seeds: int) -> str:
             "",
             f"**Verdict: {verdict(rows)}**",
             "",
-            "Not measured here: part (a), soft vs hard attention trained end to end.",
+            "Not measured here: part (a), soft vs hard attention trained end to end "
+            "(`s09_hard_training`).",
         ]
     )
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attn.kernels import blockwise_attention, dot_product_attention
-from attn.kernels.blockwise import block_schedule
+from attn.kernels import blockwise, blockwise_attention, dot_product_attention
+from attn.kernels.blockwise import block_schedule, block_shape, default_block_shape
 
 
 def test_causal_schedule_is_the_block_lower_triangle():
@@ -29,6 +29,43 @@ def test_window_schedule_is_a_band():
     visible = block_schedule(64, 64, block_q=8, block_k=8, local_window_size=(8, 0))
     i, j = np.indices((8, 8))
     np.testing.assert_array_equal(visible, (j <= i) & (j >= i - 1))
+
+
+@pytest.mark.parametrize(
+    ("T", "S", "H", "want"),
+    [
+        (2048, 2048, 64, (512, 256)),  # from four 512-query blocks on, head dim <= 64
+        (16384, 16384, 32, (512, 256)),
+        (2047, 2047, 64, (256, 256)),  # fewer queries: 256-query blocks
+        (1024, 8192, 64, (256, 256)),
+        (4096, 4096, 128, (256, 256)),  # a wider head: 256-query blocks at any length
+        (8192, 100, 64, (512, 100)),  # clipped to the key length
+        (100, 50, 64, (100, 50)),  # clipped to both lengths
+    ],
+)
+def test_default_block_shape_follows_its_table(T, S, H, want):
+    assert default_block_shape(T, S, H) == want
+
+
+def test_given_block_sizes_win_over_the_default_and_are_clipped():
+    assert block_shape(4096, 4096, 64, None, None) == (512, 256)
+    assert block_shape(4096, 4096, 64, 128, None) == (128, 256)
+    assert block_shape(4096, 4096, 64, None, 64) == (512, 64)
+    assert block_shape(4096, 4096, 64, 1024, 1024) == (1024, 1024)
+    assert block_shape(10, 7, 64, 32, 32) == (10, 7)
+
+
+def test_the_kernel_runs_with_the_default_block_shape(monkeypatch):
+    """Without block sizes the kernel asks `default_block_shape`: its score blocks take that
+    shape ([B, K, G, block_q, block_k] in the traced program), and the result stays exact."""
+    q, k, v = _random_inputs(3, 1, 12, 12, 2, 2, 4, 4)
+    monkeypatch.setattr(blockwise, "default_block_shape", lambda T, S, H: (4, 6))
+    program = str(jax.make_jaxpr(lambda q, k, v: blockwise_attention(q, k, v))(q, k, v))
+    assert "f32[1,2,1,4,6]" in program
+    assert "f32[1,2,1,12,12]" not in program
+    got = blockwise_attention(q, k, v, is_causal=True)
+    want = dot_product_attention(q, k, v, is_causal=True, implementation="reference")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def _random_inputs(seed, B, T, S, N, K, H, Hv):
