@@ -4,9 +4,10 @@
 
 `BahdanauAttention` scores with the additive form v · tanh(q W_q + h_j W_k) (Bahdanau et al.
 2015); `LuongAttention` with "dot" q · h_j, "general" q W h_jᵀ or "concat" v · tanh(W [q; h_j])
-(Luong et al. 2015). The score functions are those of `attn.kernels.scores.SCORES`, the ones
-multi-head attention uses ("concat" is the additive score, its W split into W_q and W_k); padded
-source positions get weight exactly 0 (`attn.kernels.attention.masked_softmax`).
+(Luong et al. 2015), or "scaled_dot" q · h_j / √H (Vaswani et al. 2017). The score functions are
+those of `attn.kernels.scores.SCORES`, the ones multi-head attention uses ("concat" is the
+additive score, its W split into W_q and W_k); padded source positions get weight exactly 0
+(`attn.kernels.attention.masked_softmax`).
 
 Hard attention (`estimator=`): each decoder step reads one source position, α = one_hot(j*),
 trained with the estimator of that name in `attn.kernels.hard.ESTIMATORS` (the names mean the same
@@ -271,18 +272,31 @@ class BahdanauAttention(RNNAttention):
         self._init_additive_score(query_dim, key_dim, attention_dim, fan_ins, param_dtype, rngs)
 
 
-LUONG_SCORES = {"dot": "dot", "general": "general", "concat": "additive"}
-"""Luong et al.'s score names -> the `SCORES` function that computes them."""
+LUONG_SCORES = {
+    "dot": "dot",
+    "scaled_dot": "scaled_dot",
+    "general": "general",
+    "concat": "additive",
+}
+"""Luong et al.'s score names (and "scaled_dot") -> the `SCORES` function that computes them."""
+
+DOT_SCORES = ("dot", "scaled_dot")
+"""The Luong scores without parameters, which need Hq = Hk."""
 
 
 class LuongAttention(RNNAttention):
     """Multiplicative and concat attention (Luong et al. 2015), with the current decoder state
     s_t as the query:
 
-        dot:     e_j = s_t · h_j                      (needs Hq = Hk)
-        general: e_j = s_t W h_jᵀ,                    `W[Hq, Hk]`
-        concat:  e_j = v · tanh(W [s_t; h_j]) = v · tanh(s_t W_q + h_j W_k),
-                 `W_q[Hq, A]`, `W_k[Hk, A]`, `v[A]`
+        dot:        e_j = s_t · h_j                   (needs Hq = Hk)
+        scaled_dot: e_j = s_t · h_j / √H              (needs Hq = Hk = H; Vaswani et al. 2017)
+        general:    e_j = s_t W h_jᵀ,                 `W[Hq, Hk]`
+        concat:     e_j = v · tanh(W [s_t; h_j]) = v · tanh(s_t W_q + h_j W_k),
+                    `W_q[Hq, A]`, `W_k[Hk, A]`, `v[A]`
+
+    "scaled_dot" is not in Luong et al.; it is the dot score with the 1/√H of Transformer
+    attention, which keeps the logits' variance near 1 when s_t and h_j have unit-variance
+    components (the dot product's variance grows as H).
     """
 
     def __init__(
@@ -303,7 +317,7 @@ class LuongAttention(RNNAttention):
         Args:
           query_dim: Hq, width of the decoder state.
           key_dim: Hk, width of the encoder annotations.
-          score: "dot", "general" or "concat".
+          score: "dot", "scaled_dot", "general" or "concat".
           attention_dim: A, the hidden width of the "concat" score; default Hq.
           estimator, temperature, deterministic, dtype, param_dtype, rngs: as for
             `BahdanauAttention`.
@@ -320,9 +334,9 @@ class LuongAttention(RNNAttention):
             deterministic=deterministic,
             dtype=dtype,
         )
-        if score == "dot" and query_dim != key_dim:
+        if score in DOT_SCORES and query_dim != key_dim:
             raise ValueError(
-                f"LuongAttention: the dot score needs query_dim == key_dim, got query_dim="
+                f"LuongAttention: the {score} score needs query_dim == key_dim, got query_dim="
                 f"{query_dim} and key_dim={key_dim}; use score='general' or 'concat'"
             )
         self.luong_score = score

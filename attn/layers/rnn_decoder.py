@@ -304,8 +304,9 @@ class LuongDecoderCell(DecoderCell):
           cell: "gru" or "lstm".
           input_dim: E, width of the target embeddings.
           hidden_dim: H, width of each layer's state and of h̃.
-          memory_dim: Hm, width of the encoder annotations (= H for the dot score).
-          score: "dot", "general" or "concat".
+          memory_dim: Hm, width of the encoder annotations (= H for the dot and scaled_dot
+            scores).
+          score: "dot", "scaled_dot", "general" or "concat" (`LuongAttention`).
           input_feeding: feed h̃_{t-1} with the input token.
           attention_dim: A, hidden width of the concat score; default H.
           estimator, temperature, dtype, param_dtype, rngs, **kwargs: as for

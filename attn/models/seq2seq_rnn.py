@@ -9,8 +9,9 @@
 decoder sees the source only through the final encoder state c (its initial state, and c fed
 with every input). `"bahdanau"` attends with the previous decoder state and feeds the context
 into the RNN (Bahdanau et al. 2015); `"luong"` attends with the current state through a dot,
-general or concat score and reads out h̃_t = tanh(W_c [c_t; s_t]), with input feeding (Luong et
-al. 2015). See `attn.layers.rnn_decoder` for the cells.
+general or concat score (or the scaled dot of Vaswani et al. 2017) and reads out
+h̃_t = tanh(W_c [c_t; s_t]), with input feeding (Luong et al. 2015). See `attn.layers.rnn_decoder`
+for the cells.
 
 Training options: teacher forcing with a ratio, scheduled sampling with the inverse-sigmoid decay
 p_i = k / (k + exp(i / k)) of the teacher-forcing probability over training steps i (Bengio et
@@ -32,7 +33,7 @@ from flax import nnx
 from attn.kernels import hard
 from attn.kernels.validation import check_dropout_rate, check_positive, check_token_ids
 from attn.layers.recurrent import CELLS, RNN, check_padding_mask
-from attn.layers.rnn_attention import LUONG_SCORES
+from attn.layers.rnn_attention import DOT_SCORES, LUONG_SCORES
 from attn.layers.rnn_decoder import DECODER_CELLS
 from attn.models.seq2seq_inputs import inverse_sigmoid_decay, reverse_padded
 from attn.models.seq2seq_rnn_stepper import Seq2SeqRNNStepper
@@ -54,10 +55,11 @@ class Seq2SeqRNNConfig(NamedVariants):
       embed_dim: E, width of the source and target embeddings.
       hidden_dim: H, width of each encoder direction's state.
       decoder_hidden_dim: width of the decoder state; default: the encoder output width
-        (2H when bidirectional, else H), as the Luong dot score needs.
+        (2H when bidirectional, else H), as the Luong dot and scaled_dot scores need.
       bidirectional: a bidirectional encoder; the annotations are [→h_j; ←h_j].
       attention: "none" (bottleneck), "bahdanau" or "luong".
-      score: the Luong score, "dot", "general" or "concat" (ignored by the others).
+      score: the Luong score, "dot", "scaled_dot", "general" or "concat" (ignored by the
+        others); see `attn.layers.LuongAttention`.
       attention_dim: A, the hidden width of the additive / concat score; default: decoder width.
       input_feeding: Luong's input feeding of h̃_{t-1}.
       teacher_forcing_ratio: probability that a training step reads the true previous token
@@ -148,12 +150,12 @@ class Seq2SeqRNNConfig(NamedVariants):
                 )
         if (
             self.attention == "luong"
-            and self.score == "dot"
+            and self.score in DOT_SCORES
             and (self.decoder_dim != self.encoder_output_dim)
         ):
             raise ValueError(
-                f"{owner}: the dot score needs decoder_hidden_dim == the encoder output width "
-                f"{self.encoder_output_dim}, got {self.decoder_dim}"
+                f"{owner}: the {self.score} score needs decoder_hidden_dim == the encoder output "
+                f"width {self.encoder_output_dim}, got {self.decoder_dim}"
             )
         if not 0.0 <= self.teacher_forcing_ratio <= 1.0:
             raise ValueError(

@@ -65,6 +65,22 @@ def test_luong_dot_matches_torch(data):
     check(layer(data["query_dot"], data["keys"], mask=data["mask"]), data, "dot")
 
 
+def test_luong_scaled_dot_is_dot_over_sqrt_width(data):
+    """e_j = s · h_j / √H: the torch dot peer's logits divided by √H give the same softmax."""
+    layer = LuongAttention(HK, HK, "scaled_dot", rngs=nnx.Rngs(0))
+    out = layer(data["query_dot"], data["keys"], mask=data["mask"])
+    mask = jnp.asarray(data["mask"], bool)
+    logits = jnp.einsum("BH,BSH->BS", data["query_dot"], data["keys"]) / np.sqrt(HK)
+    weights = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), axis=-1)
+    np.testing.assert_allclose(out.weights, weights, **TOL)
+    np.testing.assert_allclose(out.context, jnp.einsum("BS,BSH->BH", weights, data["keys"]), **TOL)
+    dot_weights = LuongAttention(HK, HK, "dot", rngs=nnx.Rngs(0))(
+        data["query_dot"] / np.sqrt(HK), data["keys"], mask=data["mask"]
+    ).weights
+    np.testing.assert_allclose(out.weights, dot_weights, **TOL)
+    assert not np.allclose(out.weights, data["dot/weights"], **TOL)  # the scale changes α
+
+
 def test_luong_general_matches_torch(data):
     check(general_from(data)(data["query"], data["keys"], mask=data["mask"]), data, "general")
 
@@ -179,6 +195,12 @@ def test_bad_input_raises_clear_errors(data):
         LuongAttention(HQ, HK, "bilinear", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="dot score needs query_dim == key_dim"):
         LuongAttention(HQ, HK, "dot", rngs=nnx.Rngs(0))
+    with pytest.raises(
+        ValueError, match=r"expected one of \['concat', 'dot', 'general', 'scaled_dot'\]"
+    ):
+        LuongAttention(HQ, HK, "scaled", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="scaled_dot score needs query_dim == key_dim, got query"):
+        LuongAttention(HQ, HK, "scaled_dot", rngs=nnx.Rngs(0))
     with pytest.raises(
         ValueError, match=r"unknown estimator 'soft'; expected one of \['straight_through_argmax'"
     ):

@@ -124,6 +124,12 @@ def test_config_errors_list_what_is_allowed():
         Seq2SeqRNNConfig(attention="none", estimator="gumbel_straight_through")
     with pytest.raises(ValueError, match="dot score needs decoder_hidden_dim == the encoder"):
         Seq2SeqRNNConfig(score="dot", bidirectional=True, decoder_hidden_dim=64)
+    with pytest.raises(ValueError, match="scaled_dot score needs decoder_hidden_dim == the"):
+        Seq2SeqRNNConfig(score="scaled_dot", bidirectional=True, decoder_hidden_dim=64)
+    with pytest.raises(
+        ValueError, match=r"unknown score 'scaled'; expected one of \['concat', 'dot', 'general', "
+    ):
+        Seq2SeqRNNConfig(score="scaled")
     with pytest.raises(ValueError, match=r"teacher_forcing_ratio must be in \[0, 1\]"):
         Seq2SeqRNNConfig(teacher_forcing_ratio=1.5)
     with pytest.raises(ValueError, match="scheduled_sampling_k must be >= 1"):
@@ -147,6 +153,23 @@ def test_alignment_weights_are_distributions_over_real_source_tokens(name):
     assert np.all(weights[~np.asarray(src_mask())[:, None, :].repeat(T, 1)] == 0.0)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
     assert out.log_prob is None  # only for estimator="reinforce" in training
+
+
+def test_scaled_dot_score_flattens_the_first_alignment_of_the_dot_model():
+    """Same weights, score "dot" vs "scaled_dot": the first decoder state is the same in both
+    (input feeding starts at 0), so its logits differ by 1/√H only, and a softmax at a higher
+    temperature has a higher entropy (on the real source positions)."""
+    dot = make(tiny("luong", score="dot"))
+    scaled = same_weights(tiny("luong", score="scaled_dot"), dot)
+    src, tgt = ids((B, S)), ids((B, T), 1)
+    first = [np.asarray(forward(m, src, tgt, src_mask()).weights[:, 0]) for m in (dot, scaled)]
+
+    def entropy(p):
+        return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
+
+    assert np.all(entropy(first[1]) > entropy(first[0]))
+    np.testing.assert_allclose(first[1].sum(-1), 1.0, rtol=1e-5)
+    assert np.all(first[1][~np.asarray(src_mask())] == 0.0)
 
 
 def test_lstm_gates_over_time():
