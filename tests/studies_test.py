@@ -21,6 +21,7 @@ from experiments.studies import (
     s01_bottleneck,
     s02_reversed_source,
     s03_exposure_bias,
+    s04_rnn_scores,
     s04_scores,
     s05_scaling,
     s05_scaling_training,
@@ -49,6 +50,7 @@ ONE_SEED = [
     s01_bottleneck,
     s02_reversed_source,
     s03_exposure_bias,
+    s04_rnn_scores,
     s04_scores,
     s05_scaling_training,
     s07_positions_training,
@@ -340,6 +342,32 @@ def test_scores_verdict_passes_and_fails():
         ("dot", 1024): [(1.0, 100), (1.0, 125), (1.0, 100)],
     }
     assert s04_scores.verdict(_recall_rows(faster_dot)) == report.NOT_REPLICATED
+
+
+def _rnn_score_rows(exact_match: dict[str, list[float]]) -> list[dict]:
+    """Final rows of S04a: exact match per score, one value per seed."""
+    return [
+        {"kind": "final", "score": score, "seed": seed, "exact_match": em}
+        for score, values in exact_match.items()
+        for seed, em in enumerate(values)
+    ]
+
+
+def test_rnn_scores_verdict_passes_within_two_points_and_fails_on_a_gap():
+    equal = {s: [0.99, 0.98, 1.0] for s in s04_rnn_scores.SCORES}
+    equal["general"] = [0.98, 0.97, 0.99]  # 1 pp behind: within the ±2 pp
+    assert s04_rnn_scores.verdict(_rnn_score_rows(equal)) == report.REPLICATED
+    behind = equal | {"general": [0.5, 0.3, 0.4]}  # far behind in every seed
+    assert s04_rnn_scores.verdict(_rnn_score_rows(behind)) == report.NOT_REPLICATED
+    noisy = equal | {"general": [0.99, 0.6, 1.0]}  # behind in the mean, not in every seed
+    assert s04_rnn_scores.verdict(_rnn_score_rows(noisy)) == report.INCONCLUSIVE
+
+
+def test_alignment_entropy_counts_real_target_positions_only():
+    weights = np.array([[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], [[1 / 3] * 3, [0.25, 0.75, 0.0]]])
+    mask = np.array([[True, True], [True, False]])
+    expected = (np.log(2) + 0.0 + np.log(3)) / 3
+    assert s04_rnn_scores.alignment_entropy(weights, mask) == pytest.approx(expected)
 
 
 def test_unscaled_scores_start_saturated_at_width_1024():

@@ -29,13 +29,14 @@ Scores per held-out string x of n symbols and its decoding ŷ (cut at EOS):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import attn.data as attn_data
+from attn.layers.rnn_attention import LUONG_SCORES
 from attn.training.config import dataset_options, model_config
 from attn.training.optimizers import make_optimizer
 from attn.training.steps import create_train_state, make_train_step
@@ -50,21 +51,32 @@ MODELS = ("bottleneck", "bahdanau", "luong")
 @dataclasses.dataclass(frozen=True)
 class Condition:
     """One trained model: `model` a variant of `Seq2SeqRNNConfig` (bottleneck: 2-layer LSTM, no
-    attention; bahdanau: BiGRU + additive attention; luong: 2-layer LSTM + general score), its
-    encoder width H and whether the source is reversed (Sutskever et al. 2014)."""
+    attention; bahdanau: BiGRU + additive attention; luong: 2-layer LSTM + a Luong score), its
+    encoder width H, whether the source is reversed (Sutskever et al. 2014) and, for luong, the
+    score (a name in `attn.layers.rnn_attention.LUONG_SCORES`; default "general")."""
 
     model: str
     hidden_dim: int = 64
     reverse_source: bool = False
+    score: str = "general"
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"Condition.model must be one of {MODELS}, got {self.model!r}")
+        if self.score not in LUONG_SCORES:
+            raise ValueError(
+                f"Condition.score must be one of {sorted(LUONG_SCORES)}, got {self.score!r}"
+            )
+        if self.score != "general" and self.model != "luong":
+            raise ValueError(
+                f"Condition.score is a Luong score: model must be 'luong', got {self.model!r}"
+            )
 
     @property
     def name(self) -> str:
         order = "reversed" if self.reverse_source else "normal"
-        return f"{self.model}-H{self.hidden_dim}-{order}"
+        score = f"-{self.score}" if self.model == "luong" else ""
+        return f"{self.model}{score}-H{self.hidden_dim}-{order}"
 
 
 def training_config(
@@ -76,6 +88,8 @@ def training_config(
     config.dataset.symbols.update(dataclasses.asdict(symbols))
     config.model.overrides.hidden_dim = condition.hidden_dim
     config.model.overrides.reverse_source = condition.reverse_source
+    if condition.model == "luong":
+        config.model.overrides.score = condition.score
     config.num_train_steps = steps
     config.batch_size = batch
     config.seed = seed
@@ -112,8 +126,17 @@ def train(
     steps: int,
     seed: int,
     batch: int = 64,
+    every: int = 0,
+    evaluate: Callable[[TrainedModel], None] | None = None,
 ) -> TrainedModel:
-    """Train `condition` for `steps` steps of `batch` copy strings; the seed fixes init and data."""
+    """Train `condition` for `steps` steps of `batch` copy strings; the seed fixes init and data.
+
+    With `evaluate` and `every` > 0, `evaluate(model so far)` is called after 0, every, 2·every, …
+    steps (below `steps`), in evaluation mode; its time is left out of `train_seconds`, and its
+    `final_loss` is the loss of the last step taken (NaN at step 0).
+    """
+    if evaluate is not None and every < 1:
+        raise ValueError(f"train: evaluate needs every >= 1 (steps between calls), got {every}")
     config = training_config(condition, symbols, steps, seed, batch)
     data = attn_data.load(
         TASK, split="train", batch_size=batch, seed=seed, **dataset_options(config)
@@ -127,23 +150,38 @@ def train(
     init_key, train_key, _ = jax.random.split(jax.random.key(seed), 3)
     state = create_train_state(task, family_config, tx, init_key=init_key)
     train_step = make_train_step(task, state)
+
+    def snapshot(taken: int, seconds: float) -> TrainedModel:
+        loss = float("nan")
+        if metrics is not None:
+            total, count = jax.device_get(metrics["loss"])
+            loss = float(total / max(count, 1.0))
+        model = state.merge()[0]
+        model.eval()
+        return TrainedModel(condition, seed, model, info.tokenizer, symbols, taken, seconds, loss)
+
     batches = data.iterator()
     metrics = None
+    evaluation_seconds = 0.0
     for step in range(steps):
+        if evaluate is not None and step % every == 0:
+            jax.block_until_ready(metrics)
+            clock = report.Timer()
+            evaluate(snapshot(step, 0.0))
+            evaluation_seconds += clock.seconds if step > 1 else 0.0  # after the timer starts
         if step == 1:  # the first step compiles: the rate is timed from the second
             jax.block_until_ready(metrics)
             timer = report.Timer()
         state.arrays, metrics = train_step(
             state.arrays, next(batches), train_key, jnp.asarray(step, jnp.int32)
         )
-    total, count = jax.device_get(metrics["loss"])
-    seconds = timer.seconds if steps > 1 else 0.0
-    loss = float(total / max(count, 1.0))
-    if not np.isfinite(loss):
-        raise FloatingPointError(f"{condition.name} seed {seed}: the loss is {loss} at the end")
-    model = state.merge()[0]
-    model.eval()
-    return TrainedModel(condition, seed, model, info.tokenizer, symbols, steps, seconds, loss)
+    seconds = timer.seconds - evaluation_seconds if steps > 1 else 0.0
+    trained = snapshot(steps, seconds)
+    if not np.isfinite(trained.final_loss):
+        raise FloatingPointError(
+            f"{condition.name} seed {seed}: the loss is {trained.final_loss} at the end"
+        )
+    return trained
 
 
 @dataclasses.dataclass(frozen=True)
