@@ -17,10 +17,9 @@ Measured: validation accuracy at the end, the steps to 95% validation accuracy, 
 attention entropy at init and at the end. This is the cheap analogue of Britz's attention-width
 sweep; an RNN at H = 1024 does not fit this machine.
 
-Part (a) of the brief, `Seq2SeqRNN` (Luong) on `dates` with each score, is not run here: the Luong
-attention of `attn.layers` offers dot, general and concat but no scaled dot, and 4 scores × 5 seeds
-× 2000 RNN steps does not fit the budget of one study on this 2-core machine. The brief expects it
-to be INCONCLUSIVE anyway (Luong's own spread is 1.3 BLEU).
+Part (a) of the brief, `Seq2SeqRNN` (Luong) with each score, is its own module,
+`s04_rnn_scores` (on copy rather than dates, 3 seeds: the brief's 5 seeds × 2000 RNN steps on
+dates do not fit its budget).
 
 Expected: equal at d ≤ 64; at d ≥ 256, dot and general slower (steps to 95% ≥ 1.5×) or lower, while
 additive and scaled_dot are flat in d.
