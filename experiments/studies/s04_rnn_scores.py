@@ -21,8 +21,8 @@ held-out strings, and the mean attention entropy (nats, over real target positio
 
 Not `dates`, the brief's task: 4 scores × 3 seeds × 2,000 steps of this RNN on ~30-character date
 strings does not fit 10 minutes here (on copy 1-12, whose sources are shorter, the model runs
-31-39 steps/s under load, i.e. about 50 s per 2,000 steps before decoding, ×12 runs). The brief's
-5 seeds are cut to 3 for the same reason.
+28-40 steps/s, i.e. 50-70 s per 2,000 steps before decoding, ×12 runs; not measured on dates).
+The brief's 5 seeds are cut to 3 for the same reason. Full run: 9.2 min at load 3-4.
 
 Measured sizing (one seed, copy 1-12 × 10, 1000 steps, load about 4): exact match on 300 held-out
 strings dot 0.99, concat 1.00, scaled_dot 0.54, general 0.26: at this budget the scores differ
